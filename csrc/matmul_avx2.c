@@ -1,0 +1,2 @@
+/* matmul_avx2.c - STUB */
+#include "internal.h"

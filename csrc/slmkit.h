@@ -1,0 +1,128 @@
+/* slmkit.h - the C API of slmkit's kernels.
+ *
+ * This file is the single source of truth for the Python binding: the cffi cdef is generated
+ * from the block between the SLMKIT_CDEF_BEGIN / SLMKIT_CDEF_END markers, so everything inside it
+ * must be plain C declarations that cffi understands (no macros, no static inline).
+ *
+ * Conventions
+ *   - Matrices are row-major. A weight matrix W has shape [n, k]: n output rows of k inputs each,
+ *     stored row after row in its weight type (see slm_row_size).
+ *   - Activations are float32. x has shape [m, k]; y = x @ W^T has shape [m, n].
+ *   - Quantised rows are made of blocks of 32 values (ggml layout, see blocks.h). A row whose
+ *     length k is not a multiple of 32 is stored as ceil(k/32) blocks whose tail is zero-padded,
+ *     so every format accepts every k.
+ *   - Functions that can fail return 0 on success and a negative SLM_E* code otherwise.
+ */
+#ifndef SLMKIT_H
+#define SLMKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* SLMKIT_CDEF_BEGIN */
+
+/* Weight storage types. The numbers are ggml's type ids, so GGUF tensors map directly. */
+enum slm_type {
+    SLM_F32  = 0,
+    SLM_F16  = 1,
+    SLM_Q4_0 = 2,   /* 32 x 4-bit, fp16 scale d:            x = d * (q - 8)        18 bytes */
+    SLM_Q4_1 = 3,   /* 32 x 4-bit, fp16 scale d, fp16 min m: x = d * q + m          20 bytes */
+    SLM_Q8_0 = 8,   /* 32 x int8,  fp16 scale d:            x = d * q              34 bytes */
+    SLM_BF16 = 30
+};
+
+enum slm_error {
+    SLM_OK          = 0,
+    SLM_E_TYPE      = -1,   /* unsupported weight type for this operation */
+    SLM_E_SHAPE     = -2,   /* inconsistent sizes */
+    SLM_E_NOMEM     = -3
+};
+
+/* ---- types and rows ------------------------------------------------------------------------ */
+
+/* Bytes taken by one row of k values in `type` (k rounded up to whole blocks). */
+size_t slm_row_size(int type, int64_t k);
+
+/* Quantise n rows of k float32 values into `type` (any type above). dst holds n*slm_row_size. */
+int slm_quantize(int type, const float *src, void *dst, int64_t n, int64_t k);
+
+/* Dequantise n rows of k values stored in `type` back to float32. */
+int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k);
+
+/* ---- CPU features and kernel selection ------------------------------------------------------ */
+
+/* Name of the kernel variant in use: "avx2", "generic", ... */
+const char *slm_kernel_name(void);
+
+/* Force a variant ("generic", "avx2"); returns 0, or SLM_E_TYPE if unknown or unsupported here.
+ * Used by the tests to compare each SIMD kernel with its plain-C reference. */
+int slm_set_kernel(const char *name);
+
+/* ---- thread pool ---------------------------------------------------------------------------- */
+
+typedef struct slm_pool slm_pool;
+
+/* A pool of n_threads workers (the caller counts as one: n_threads=1 starts no thread). */
+slm_pool *slm_pool_new(int n_threads);
+void      slm_pool_free(slm_pool *pool);
+int       slm_pool_size(const slm_pool *pool);
+
+/* Number of physical cores (falls back to logical CPUs where unknown). */
+int slm_physical_cores(void);
+
+/* ---- matmul --------------------------------------------------------------------------------- */
+
+/* y[m, n] = x[m, k] @ W[n, k]^T, W stored in wtype. For quantised W the rows of x are quantised
+ * on the fly to int8 blocks and the dot products run in integers. pool may be NULL (one thread).
+ * y must not alias x. */
+int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
+               int64_t m, int64_t n, int64_t k);
+
+/* ---- norms, activations, elementwise -------------------------------------------------------- */
+
+/* out[m, d] = x / sqrt(mean(x^2) + eps) * weight, per row. out may alias x. */
+void slm_rmsnorm(const float *x, const float *weight, float *out, int64_t m, int64_t d, float eps);
+
+/* out[m, d] = silu(gate) * up, elementwise. out may alias gate or up. */
+void slm_silu_mul(const float *gate, const float *up, float *out, int64_t n);
+
+/* x[n] += y[n] */
+void slm_add(float *x, const float *y, int64_t n);
+
+/* In-place softmax of each of m rows of length n (float32, max-subtracted). */
+void slm_softmax(float *x, int64_t m, int64_t n);
+
+/* ---- RoPE and attention with a KV cache ----------------------------------------------------- */
+
+/* Rotate x[m, n_heads, head_dim] in place; row i sits at position pos[i].
+ * interleaved=1: pairs (2j, 2j+1) (Meta / llama2.c / GGUF order);
+ * interleaved=0: pairs (j, j + head_dim/2) (Hugging Face "rotate_half" order).
+ * Frequencies theta_j = pos * base^(-2j / head_dim). */
+void slm_rope(float *x, const int32_t *pos, int64_t m, int64_t n_heads, int64_t head_dim,
+              float base, int interleaved);
+
+/* Causal grouped-query attention for m new rows at positions start_pos .. start_pos+m-1.
+ *   q       [m, n_heads, head_dim]          (already rotated)
+ *   k_new   [m, n_kv_heads, head_dim]       (already rotated) written to the cache at start_pos
+ *   v_new   [m, n_kv_heads, head_dim]       written to the cache at start_pos
+ *   k_cache [n_kv_heads, max_seq, head_dim]
+ *   v_cache [n_kv_heads, max_seq, head_dim]
+ *   out     [m, n_heads, head_dim]
+ * Query head h reads KV head h / (n_heads / n_kv_heads). Row i attends to positions
+ * 0 .. start_pos + i. Scores are scaled by 1/sqrt(head_dim); softmax in float32. */
+int slm_attention(slm_pool *pool, const float *q, const float *k_new, const float *v_new,
+                  float *k_cache, float *v_cache, float *out,
+                  int64_t m, int64_t start_pos, int64_t max_seq,
+                  int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);
+
+/* SLMKIT_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLMKIT_H */

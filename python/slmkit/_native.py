@@ -1,0 +1,201 @@
+"""The only module that touches cffi: checks dtypes, shapes and contiguity, then calls C.
+
+Every function takes and returns numpy arrays. Quantised weights are uint8 arrays of shape
+[n, row_bytes] where row_bytes = row_size(type, k).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._slmkit_cffi import ffi, lib
+
+# Weight types (ggml type ids, as in csrc/slmkit.h).
+F32, F16, Q4_0, Q4_1, Q8_0, BF16 = (lib.SLM_F32, lib.SLM_F16, lib.SLM_Q4_0, lib.SLM_Q4_1,
+                                    lib.SLM_Q8_0, lib.SLM_BF16)
+TYPE_NAMES = {F32: "f32", F16: "f16", Q4_0: "q4_0", Q4_1: "q4_1", Q8_0: "q8_0", BF16: "bf16"}
+TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
+QUANTIZED = (Q4_0, Q4_1, Q8_0)
+BLOCK = 32
+
+_ERRORS = {lib.SLM_E_TYPE: "unsupported weight type", lib.SLM_E_SHAPE: "inconsistent shapes",
+           lib.SLM_E_NOMEM: "out of memory"}
+
+
+class NativeError(RuntimeError):
+    pass
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise NativeError(f"{what}: {_ERRORS.get(rc, f'error {rc}')}")
+
+
+def _f32(a: np.ndarray, name: str, writable: bool = False) -> np.ndarray:
+    if a.dtype != np.float32 or not a.flags.c_contiguous:
+        if writable:
+            raise TypeError(f"{name} must be a C-contiguous float32 array, got {a.dtype}")
+        a = np.ascontiguousarray(a, dtype=np.float32)
+    if writable and not a.flags.writeable:
+        raise TypeError(f"{name} must be writable")
+    return a
+
+
+def _ptr(a: np.ndarray, ctype: str = "float *"):
+    return ffi.cast(ctype, a.ctypes.data)
+
+
+def type_id(t) -> int:
+    if isinstance(t, str):
+        try:
+            return TYPES_BY_NAME[t.lower()]
+        except KeyError:
+            raise ValueError(f"unknown weight type {t!r}; known: {sorted(TYPES_BY_NAME)}") from None
+    return int(t)
+
+
+def row_size(wtype, k: int) -> int:
+    size = lib.slm_row_size(type_id(wtype), k)
+    if size == 0:
+        raise NativeError(f"row_size: unsupported weight type {wtype!r}")
+    return size
+
+
+def kernel_name() -> str:
+    return ffi.string(lib.slm_kernel_name()).decode()
+
+
+def set_kernel(name: str) -> None:
+    if lib.slm_set_kernel(name.encode()) != 0:
+        raise ValueError(f"kernel variant {name!r} is unknown or not supported on this CPU")
+
+
+def physical_cores() -> int:
+    return int(lib.slm_physical_cores())
+
+
+# ---- weights -------------------------------------------------------------------------------
+
+def quantize(x: np.ndarray, wtype) -> np.ndarray:
+    """Quantise float rows x[n, k] to wtype; returns uint8 [n, row_size] (f32/f16/bf16 too)."""
+    t = type_id(wtype)
+    x = _f32(np.atleast_2d(x), "x")
+    n, k = x.shape
+    out = np.empty((n, row_size(t, k)), dtype=np.uint8)
+    _check(lib.slm_quantize(t, _ptr(x), _ptr(out, "void *"), n, k), f"quantize to {TYPE_NAMES.get(t, t)}")
+    return out
+
+
+def dequantize(q: np.ndarray, wtype, k: int) -> np.ndarray:
+    """Dequantise uint8 rows q[n, row_size(wtype, k)] to float32 [n, k]."""
+    t = type_id(wtype)
+    q = np.ascontiguousarray(q).view(np.uint8).reshape(-1, row_size(t, k))
+    n = q.shape[0]
+    out = np.empty((n, k), dtype=np.float32)
+    _check(lib.slm_dequantize(t, _ptr(q, "void *"), _ptr(out), n, k), "dequantize")
+    return out
+
+
+# ---- thread pool ---------------------------------------------------------------------------
+
+class Pool:
+    """A fixed pool of worker threads, freed with the object."""
+
+    def __init__(self, n_threads: int):
+        self.n_threads = max(1, int(n_threads))
+        ptr = lib.slm_pool_new(self.n_threads)
+        if ptr == ffi.NULL:
+            raise NativeError("could not start the thread pool")
+        self.ptr = ffi.gc(ptr, lib.slm_pool_free)
+
+
+def _pool_ptr(pool: Pool | None):
+    return ffi.NULL if pool is None else pool.ptr
+
+
+# ---- ops -----------------------------------------------------------------------------------
+
+def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | None = None,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """y[m, n] = x[m, k] @ W^T for W[n, k] stored as wtype (raw bytes or float array)."""
+    t = type_id(wtype)
+    x = _f32(x, "x")
+    if x.shape[-1] != k:
+        raise ValueError(f"matmul: x has {x.shape[-1]} columns, weight expects k={k}")
+    m = x.size // k
+    if w.nbytes != n * row_size(t, k) or not w.flags.c_contiguous:
+        raise ValueError(f"matmul: weight holds {w.nbytes} bytes, {TYPE_NAMES.get(t, t)} [{n}, {k}] "
+                         f"needs {n * row_size(t, k)} contiguous bytes")
+    if out is None:
+        out = np.empty(x.shape[:-1] + (n,), dtype=np.float32)
+    _check(lib.slm_matmul(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k), "matmul")
+    return out
+
+
+def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
+    x = _f32(x, "x")
+    weight = _f32(weight, "weight")
+    d = weight.shape[0]
+    if x.shape[-1] != d:
+        raise ValueError(f"rmsnorm: x has {x.shape[-1]} columns, weight has {d}")
+    if out is None:
+        out = np.empty_like(x)
+    lib.slm_rmsnorm(_ptr(x), _ptr(weight), _ptr(out), x.size // d, d, eps)
+    return out
+
+
+def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    gate, up = _f32(gate, "gate"), _f32(up, "up")
+    if gate.shape != up.shape:
+        raise ValueError(f"silu_mul: gate {gate.shape} and up {up.shape} differ")
+    if out is None:
+        out = np.empty_like(gate)
+    lib.slm_silu_mul(_ptr(gate), _ptr(up), _ptr(out), gate.size)
+    return out
+
+
+def add_(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x += y in place."""
+    x = _f32(x, "x", writable=True)
+    y = _f32(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"add: shapes {x.shape} and {y.shape} differ")
+    lib.slm_add(_ptr(x), _ptr(y), x.size)
+    return x
+
+
+def softmax_(x: np.ndarray) -> np.ndarray:
+    x = _f32(x, "x", writable=True)
+    n = x.shape[-1]
+    lib.slm_softmax(_ptr(x), x.size // n, n)
+    return x
+
+
+def rope_(x: np.ndarray, pos: np.ndarray, n_heads: int, head_dim: int, base: float,
+          interleaved: bool) -> np.ndarray:
+    """Rotate x[m, n_heads * head_dim] in place; pos[m] are int32 positions."""
+    x = _f32(x, "x", writable=True)
+    pos = np.ascontiguousarray(pos, dtype=np.int32)
+    m = pos.shape[0]
+    if x.size != m * n_heads * head_dim:
+        raise ValueError(f"rope: x has {x.size} values, expected {m}x{n_heads}x{head_dim}")
+    lib.slm_rope(_ptr(x), _ptr(pos, "int32_t *"), m, n_heads, head_dim, base, int(bool(interleaved)))
+    return x
+
+
+def attention(q: np.ndarray, k_new: np.ndarray, v_new: np.ndarray, k_cache: np.ndarray,
+              v_cache: np.ndarray, start_pos: int, n_heads: int, n_kv_heads: int, head_dim: int,
+              pool: Pool | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Causal GQA over m new rows; appends k_new/v_new to the caches [n_kv, max_seq, head_dim]."""
+    q, k_new, v_new = _f32(q, "q"), _f32(k_new, "k_new"), _f32(v_new, "v_new")
+    k_cache = _f32(k_cache, "k_cache", writable=True)
+    v_cache = _f32(v_cache, "v_cache", writable=True)
+    m = q.size // (n_heads * head_dim)
+    max_seq = k_cache.shape[1]
+    if start_pos + m > max_seq:
+        raise ValueError(f"attention: {start_pos} + {m} tokens exceed the KV cache of {max_seq}")
+    if out is None:
+        out = np.empty((m, n_heads * head_dim), dtype=np.float32)
+    _check(lib.slm_attention(_pool_ptr(pool), _ptr(q), _ptr(k_new), _ptr(v_new), _ptr(k_cache),
+                             _ptr(v_cache), _ptr(out), m, start_pos, max_seq, n_heads, n_kv_heads,
+                             head_dim), "attention")
+    return out
