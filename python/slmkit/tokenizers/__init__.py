@@ -1,0 +1,4 @@
+"""Tokenizers: every kind of vocabulary file slmkit reads, behind one small interface."""
+from .base import Tokenizer
+
+__all__ = ["Tokenizer"]
