@@ -2,3 +2,4 @@
 from .base import Tokenizer
 
 __all__ = ["Tokenizer"]
+BUILTIN_TOKENIZERS = []  # filled by the tokenizer modules

@@ -1,0 +1,59 @@
+"""The interface a backend implements. A model is written once against it."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..checkpoint import Tensor
+
+
+class Backend(ABC):
+    """Runs the operations of a Llama-family forward pass.
+
+    Activations are 2-D arrays [rows, features] in the backend's own dtype. Weights are first
+    handed to prepare(), whose result is what the other methods receive.
+    """
+
+    name: str = "?"
+    dtype = np.float32
+
+    @abstractmethod
+    def prepare(self, tensor: Tensor):
+        """A weight in whatever form this backend computes with."""
+
+    @abstractmethod
+    def embed(self, weight, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` of an embedding table: [len(ids), dim]."""
+
+    @abstractmethod
+    def matmul(self, x: np.ndarray, weight) -> np.ndarray:
+        """x[m, k] @ W[n, k]^T -> [m, n]."""
+
+    @abstractmethod
+    def rmsnorm(self, x: np.ndarray, weight, eps: float) -> np.ndarray: ...
+
+    @abstractmethod
+    def rope_(self, x: np.ndarray, pos: np.ndarray, n_heads: int, head_dim: int, base: float,
+              interleaved: bool) -> None:
+        """Rotate x[m, n_heads*head_dim] in place."""
+
+    @abstractmethod
+    def attention(self, q, k, v, k_cache, v_cache, start_pos: int, n_heads: int, n_kv_heads: int,
+                  head_dim: int) -> np.ndarray:
+        """Append k/v to the caches at start_pos and attend causally: [m, n_heads*head_dim]."""
+
+    @abstractmethod
+    def silu_mul(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def add_(self, x: np.ndarray, y: np.ndarray) -> None:
+        """x += y."""
+
+    def new_kv_cache(self, n_kv_heads: int, max_seq: int, head_dim: int):
+        """(k_cache, v_cache) for one layer: [n_kv_heads, max_seq, head_dim] each."""
+        shape = (n_kv_heads, max_seq, head_dim)
+        return np.zeros(shape, dtype=self.dtype), np.zeros(shape, dtype=self.dtype)
+
+    def info(self) -> dict:
+        return {"backend": self.name}

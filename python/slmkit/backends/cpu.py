@@ -1,0 +1,84 @@
+"""The CPU backend: slmkit's C kernels (SIMD variant chosen at run time) and thread pool."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _native
+from ..checkpoint import Tensor
+from .base import Backend
+
+
+@dataclass
+class Weight:
+    """A weight as the kernels take it: raw rows in their storage type, plus an optional bias."""
+
+    wtype: int
+    data: np.ndarray     # [n, row_bytes] uint8, or [n, k] float32/float16/uint16(bf16)
+    n: int
+    k: int
+    bias: np.ndarray | None = None
+
+
+def default_threads() -> int:
+    env = os.environ.get("SLMKIT_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"SLMKIT_THREADS must be an integer, got {env!r}") from None
+    return _native.physical_cores()
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+    dtype = np.float32
+
+    def __init__(self, threads: int | None = None):
+        self.threads = int(threads) if threads else default_threads()
+        self.pool = _native.Pool(self.threads)
+
+    def prepare(self, tensor: Tensor):
+        if len(tensor.shape) == 1:  # norms and biases: plain float32 vectors
+            return tensor.to_float32()
+        n, k = tensor.shape
+        data = tensor.data
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        return Weight(_native.type_id(tensor.wtype), data, n, k)
+
+    def embed(self, weight: Weight, ids):
+        rows = weight.data[np.asarray(ids)]
+        if weight.wtype == _native.F32:
+            return np.array(rows, dtype=np.float32)
+        return _native.dequantize(rows, weight.wtype, weight.k)
+
+    def matmul(self, x, weight):
+        bias = None
+        if isinstance(weight, tuple):
+            weight, bias = weight
+        y = _native.matmul(x, weight.data, weight.wtype, weight.n, weight.k, self.pool)
+        if bias is not None:
+            y += bias
+        return y
+
+    def rmsnorm(self, x, weight, eps):
+        return _native.rmsnorm(x, weight, eps)
+
+    def rope_(self, x, pos, n_heads, head_dim, base, interleaved):
+        _native.rope_(x, pos, n_heads, head_dim, base, interleaved)
+
+    def attention(self, q, k, v, k_cache, v_cache, start_pos, n_heads, n_kv_heads, head_dim):
+        return _native.attention(q, k, v, k_cache, v_cache, start_pos, n_heads, n_kv_heads,
+                                 head_dim, self.pool)
+
+    def silu_mul(self, gate, up):
+        return _native.silu_mul(gate, up, out=gate)
+
+    def add_(self, x, y):
+        _native.add_(x, y)
+
+    def info(self) -> dict:
+        return {"backend": self.name, "kernel": _native.kernel_name(), "threads": self.threads}

@@ -1,0 +1,8 @@
+"""Built-in compression techniques."""
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def slmkit_register_techniques(register):
+    from ..compress.rtn import RoundToNearest
+    register(RoundToNearest())

@@ -1,0 +1,92 @@
+"""The generation loop: prefill the prompt, then decode token by token reusing the KV cache;
+stream text pieces as soon as they are whole characters; stop on EOS, stop strings or length."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from .sampling import Sampler, SamplingParams
+
+
+class StreamDecoder:
+    """Turns a growing list of ids into text increments. Decodes with one token of left context
+    (SentencePiece drops the leading space of a first piece) and holds back an incomplete
+    UTF-8 sequence (shown as U+FFFD) until its last byte arrives."""
+
+    def __init__(self, tokenizer, context_ids):
+        self.tokenizer = tokenizer
+        self.context = list(context_ids[-1:])
+        self.prefix = tokenizer.decode(self.context) if self.context else ""
+        self.ids: list[int] = []
+
+    def push(self, token: int) -> None:
+        self.ids.append(token)
+
+    def text(self) -> str:
+        return self.tokenizer.decode(self.context + self.ids)[len(self.prefix):]
+
+
+def _stop_at(text: str, stops) -> int | None:
+    """Index where the first stop string begins, or None."""
+    hits = [text.find(s) for s in stops if s and s in text]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops) -> int:
+    """How many trailing characters could still grow into a stop string."""
+    longest = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                longest = max(longest, n)
+                break
+    return longest
+
+
+def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams, cache=None
+                  ) -> Iterator[int]:
+    """Yield sampled token ids (EOS included, then stop). model is a slmkit.Model."""
+    sampler = Sampler(params)
+    cache = cache or model.arch.new_cache()
+    if len(prompt_ids) + max_new_tokens > cache.max_seq:
+        max_new_tokens = cache.max_seq - len(prompt_ids)
+        if max_new_tokens <= 0:
+            raise ValueError(f"the prompt has {len(prompt_ids)} tokens, the context holds {cache.max_seq}")
+    cache.reset()
+    logits = model.arch.forward(prompt_ids, cache)
+    history = list(prompt_ids)
+    eos = model.tokenizer.eos_ids
+    for _ in range(max_new_tokens):
+        token = sampler(logits, history)
+        yield token
+        if token in eos:
+            return
+        history.append(token)
+        logits = model.arch.forward([token], cache)
+
+
+def stream_text(model, prompt_ids, max_new_tokens: int, params: SamplingParams, stop=()) -> Iterator[str]:
+    """Yield text pieces; the concatenation is the generated text, cut before any stop string."""
+    decoder = StreamDecoder(model.tokenizer, prompt_ids)
+    stop = [s for s in (stop or ()) if s]
+    sent = 0       # characters of decoder text already yielded
+    for token in stream_tokens(model, prompt_ids, max_new_tokens, params):
+        if token in model.tokenizer.eos_ids:
+            break
+        decoder.push(token)
+        full = decoder.text()
+        if full.endswith("\ufffd"):
+            continue
+        cut = _stop_at(full, stop)
+        if cut is not None:
+            if cut > sent:
+                yield full[sent:cut]
+            return
+        ready = len(full) - _held_back(full, stop)
+        if ready > sent:
+            yield full[sent:ready]
+            sent = ready
+    full = decoder.text().rstrip("\ufffd")
+    cut = _stop_at(full, stop)
+    end = cut if cut is not None else len(full)
+    if end > sent:
+        yield full[sent:end]

@@ -1,0 +1,61 @@
+"""load(): any supported model file or folder -> a ready Model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import Checkpoint
+from .errors import ModelFormatError, UnsupportedModelError
+from .model import Model
+from .plugins import get_backend, get_registry
+
+
+def read_checkpoint(path) -> Checkpoint:
+    """The Checkpoint in a file or folder, read by whichever registered format claims it."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"no model at {p}")
+    for name, (can_read, read) in get_registry().formats.items():
+        if can_read(p):
+            return read(p)
+    raise ModelFormatError(f"{p}: not a model slmkit can read (expected a Hugging Face folder with "
+                           f"config.json, a .gguf file or a llama2.c .bin checkpoint)")
+
+
+def load_tokenizer(path):
+    """A Tokenizer from a file or model folder (tokenizer.json, tokenizer.model, llama2.c
+    tokenizer.bin, .gguf, GPT-2 encoder.json/vocab.bpe)."""
+    from .errors import TokenizerError
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"no tokenizer at {p}")
+    for name, (can_load, load) in get_registry().tokenizers.items():
+        if can_load(p):
+            return load(p)
+    raise TokenizerError(f"{p}: no tokenizer slmkit can read")
+
+
+def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None = None,
+                          tokenizer=None) -> Model:
+    from .models import ARCHITECTURES
+    arch_cls = ARCHITECTURES.get(ckpt.config.architecture)
+    if arch_cls is None:
+        raise UnsupportedModelError(f"{ckpt.source}: architecture {ckpt.config.architecture!r} is "
+                                    f"not supported; slmkit runs {', '.join(ARCHITECTURES)}")
+    be = get_backend(backend, threads) if isinstance(backend, str) else backend
+    tok = tokenizer if tokenizer is not None else ckpt.tokenizer
+    if tok is None:
+        raise ModelFormatError(f"{ckpt.source}: no tokenizer found beside the model; pass tokenizer=")
+    if isinstance(tok, (str, Path)):
+        tok = load_tokenizer(tok)
+    return Model(ckpt, arch_cls(ckpt, be), tok, be)
+
+
+def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None) -> Model:
+    """Load a model for generation and scoring.
+
+    path      a Hugging Face folder, an slmkit quantised folder, a .gguf or a llama2.c .bin
+    backend   "cpu" (C kernels) or "numpy" (float64 reference), or a plugin's backend
+    threads   worker threads for the cpu backend (default: SLMKIT_THREADS or physical cores)
+    tokenizer a Tokenizer or a path to one (default: the one beside or inside the model)
+    """
+    return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer)

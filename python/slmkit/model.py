@@ -1,0 +1,64 @@
+"""Model: what `slmkit.load` returns. A small API in the style users know from mlx-lm and llm:
+generate / stream / logits (chat and suggest build on them)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .generate import stream_text
+from .sampling import SamplingParams
+
+
+class Model:
+    def __init__(self, checkpoint: Checkpoint, arch, tokenizer, backend):
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.arch = arch            # e.g. models.llama.LlamaModel
+        self.tokenizer = tokenizer
+        self.backend = backend
+
+    def __repr__(self):
+        c = self.config
+        return (f"<slmkit.Model {c.architecture} {self.checkpoint.num_parameters / 1e6:.2f}M params, "
+                f"{c.num_hidden_layers} layers, backend={self.backend.name}, from {self.checkpoint.source}>")
+
+    # ---- scoring ------------------------------------------------------------------------------
+
+    def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    def logits(self, token_ids) -> np.ndarray:
+        """Logits [len(token_ids), vocab] (float32) of a fresh forward pass over token_ids."""
+        ids = list(token_ids)
+        cache = self.arch.new_cache(len(ids))
+        return np.asarray(self.arch.forward(ids, cache, all_logits=True), dtype=np.float32)
+
+    # ---- generation ---------------------------------------------------------------------------
+
+    def _prompt_ids(self, prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt)
+        return [int(t) for t in prompt]
+
+    def stream(self, prompt, max_new_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
+               top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.0,
+               seed: int | None = None, stop=()) -> Iterator[str]:
+        """Yield pieces of generated text as they are produced. temperature=0 is greedy.
+        prompt is text or a list of token ids."""
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repetition_penalty=repetition_penalty, seed=seed)
+        yield from stream_text(self, self._prompt_ids(prompt), max_new_tokens, params, stop=stop)
+
+    def generate(self, prompt, max_new_tokens: int = 256, **kwargs) -> str:
+        """The generated text (without the prompt). Same arguments as stream()."""
+        return "".join(self.stream(prompt, max_new_tokens=max_new_tokens, **kwargs))
+
+    def generate_ids(self, prompt, max_new_tokens: int = 256, **kwargs) -> list[int]:
+        """Generated token ids (EOS excluded)."""
+        from .generate import stream_tokens
+        params = SamplingParams(**kwargs)
+        eos = self.tokenizer.eos_ids
+        return [t for t in stream_tokens(self, self._prompt_ids(prompt), max_new_tokens, params)
+                if t not in eos]

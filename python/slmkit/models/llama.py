@@ -1,0 +1,132 @@
+"""The Llama family decoder (Llama, Mistral, Qwen2, SmolLM): RMSNorm, GQA attention with RoPE,
+SiLU-gated FFN, residual adds. Written once against the Backend interface."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backends.base import Backend
+from ..checkpoint import Checkpoint, ModelConfig
+from ..errors import ModelFormatError
+
+
+@dataclass
+class KVCache:
+    """Per-layer key/value caches [n_kv_heads, max_seq, head_dim] and how many positions are
+    filled. Reused across decode steps; `pos` moves forward as tokens are fed."""
+
+    layers: list
+    max_seq: int
+    pos: int = 0
+
+    def reset(self, pos: int = 0) -> None:
+        self.pos = pos
+
+
+class LlamaModel:
+    def __init__(self, ckpt: Checkpoint, backend: Backend):
+        self.config = cfg = ckpt.config
+        self.backend = backend
+        check_shapes(ckpt)
+        prep = backend.prepare
+        name = "model.layers.{}.{}"
+        self.embed_tokens = prep(ckpt["model.embed_tokens.weight"])
+        self.layers = []
+        for i in range(cfg.num_hidden_layers):
+            t = lambda s: ckpt[name.format(i, s)]  # noqa: E731
+
+            def proj(s):
+                w = prep(t(s + ".weight"))
+                bias_name = name.format(i, s + ".bias")
+                return (w, prep(ckpt[bias_name])) if bias_name in ckpt else w
+
+            self.layers.append({
+                "attn_norm": prep(t("input_layernorm.weight")),
+                "q": proj("self_attn.q_proj"), "k": proj("self_attn.k_proj"),
+                "v": proj("self_attn.v_proj"), "o": proj("self_attn.o_proj"),
+                "ffn_norm": prep(t("post_attention_layernorm.weight")),
+                "gate": proj("mlp.gate_proj"), "up": proj("mlp.up_proj"),
+                "down": proj("mlp.down_proj"),
+            })
+        self.norm = prep(ckpt["model.norm.weight"])
+        if cfg.tie_word_embeddings:
+            self.lm_head = self.embed_tokens
+        else:
+            self.lm_head = prep(ckpt["lm_head.weight"])
+
+    def new_cache(self, max_seq: int | None = None) -> KVCache:
+        cfg = self.config
+        max_seq = min(max_seq or cfg.max_position_embeddings, cfg.max_position_embeddings)
+        layers = [self.backend.new_kv_cache(cfg.num_key_value_heads, max_seq, cfg.head_dim)
+                  for _ in range(cfg.num_hidden_layers)]
+        return KVCache(layers, max_seq)
+
+    def forward(self, ids, cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Feed token ids at positions cache.pos.. and return logits: [len(ids), vocab] when
+        all_logits, else [vocab] for the last position."""
+        cfg, B = self.config, self.backend
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        m = ids.shape[0]
+        start = cache.pos
+        if start + m > cache.max_seq:
+            raise ValueError(f"context overflow: {start} + {m} tokens exceed the context of "
+                             f"{cache.max_seq}")
+        if ids.min() < 0 or ids.max() >= cfg.vocab_size:
+            raise ValueError(f"token id out of range [0, {cfg.vocab_size}): {ids.min()}..{ids.max()}")
+        nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        pos = np.arange(start, start + m, dtype=np.int32)
+        x = B.embed(self.embed_tokens, ids)                                # [m, dim]
+        for layer, (k_cache, v_cache) in zip(self.layers, cache.layers):
+            h = B.rmsnorm(x, layer["attn_norm"], cfg.rms_norm_eps)          # [m, dim]
+            q = B.matmul(h, layer["q"])                                     # [m, nh*hd]
+            k = B.matmul(h, layer["k"])                                     # [m, nkv*hd]
+            v = B.matmul(h, layer["v"])                                     # [m, nkv*hd]
+            B.rope_(q, pos, nh, hd, cfg.rope_theta, cfg.rope_interleaved)
+            B.rope_(k, pos, nkv, hd, cfg.rope_theta, cfg.rope_interleaved)
+            att = B.attention(q, k, v, k_cache, v_cache, start, nh, nkv, hd)  # [m, nh*hd]
+            B.add_(x, B.matmul(att, layer["o"]))
+            h = B.rmsnorm(x, layer["ffn_norm"], cfg.rms_norm_eps)
+            g = B.silu_mul(B.matmul(h, layer["gate"]), B.matmul(h, layer["up"]))  # [m, ffn]
+            B.add_(x, B.matmul(g, layer["down"]))
+        cache.pos = start + m
+        if not all_logits:
+            x = x[-1:]
+        x = B.rmsnorm(x, self.norm, cfg.rms_norm_eps)
+        logits = B.matmul(x, self.lm_head)                                  # [rows, vocab]
+        return logits if all_logits else logits[0]
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+    q, kv = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+    shapes = {"model.embed_tokens.weight": (cfg.vocab_size, d), "model.norm.weight": (d,)}
+    if not cfg.tie_word_embeddings:
+        shapes["lm_head.weight"] = (cfg.vocab_size, d)
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        shapes.update({
+            p + "input_layernorm.weight": (d,), p + "post_attention_layernorm.weight": (d,),
+            p + "self_attn.q_proj.weight": (q, d), p + "self_attn.k_proj.weight": (kv, d),
+            p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, q),
+            p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d),
+            p + "mlp.down_proj.weight": (d, f),
+        })
+        if cfg.attention_bias:
+            shapes.update({p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
+                           p + "self_attn.v_proj.bias": (kv,)})
+    return shapes
+
+
+def check_shapes(ckpt: Checkpoint) -> None:
+    """One clear error naming every missing tensor or shape that contradicts the config."""
+    problems = []
+    for name, shape in expected_shapes(ckpt.config).items():
+        if name not in ckpt.tensors:
+            problems.append(f"missing tensor {name!r}")
+        elif tuple(ckpt.tensors[name].shape) != shape:
+            problems.append(f"tensor {name!r} has shape {list(ckpt.tensors[name].shape)}, "
+                            f"config implies {list(shape)}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ModelFormatError(f"{ckpt.source}: " + "; ".join(problems[:5]) + more)
