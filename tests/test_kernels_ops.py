@@ -281,8 +281,13 @@ def test_attention_rejects_bad_head_counts():
     q, k, v = make_qkv(r, 2, 9, 4, 8)
     kc, vc = empty_cache(r, 4, 16, 8)
     before = kc.copy()
-    with pytest.raises(nat.NativeError, match="inconsistent shapes"):
+    with pytest.raises(ValueError, match="n_heads=9 is not a multiple of n_kv_heads=4"):
         nat.attention(q, k, v, kc, vc, 0, 9, 4, 8)
+    # the C kernel checks it too, for callers that bypass the wrapper
+    out = np.empty_like(q)
+    rc = nat.lib.slm_attention(nat.ffi.NULL, nat._ptr(q), nat._ptr(k), nat._ptr(v), nat._ptr(kc),
+                               nat._ptr(vc), nat._ptr(out), 2, 0, 16, 9, 4, 8)
+    assert rc == nat.lib.SLM_E_SHAPE
     np.testing.assert_array_equal(kc, before)   # nothing written on error
 
 
