@@ -24,7 +24,7 @@ def variants():
     return out
 
 
-VARIANTS = ["generic"]  # TEMP until avx2 exists
+VARIANTS = variants()
 
 
 @pytest.fixture
