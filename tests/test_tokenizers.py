@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slmkit.tokenizers import BUILTIN_TOKENIZERS, Tokenizer, TokenizerLoadError, load_tokenizer
-from slmkit.tokenizers.gguf_vocab import GGUFTokenizer
+from slmkit.tokenizers.gguf_vocab import PRE_TOKENIZER_NAMES, GGUFTokenizer
 from slmkit.tokenizers.llama2c import Llama2cTokenizer
 
 SHARED = Path(os.environ.get("SLMKIT_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
@@ -224,6 +224,13 @@ def test_smollm_pre_tokenizer_splits_digits(tmp_path):
     assert tokenizer.encode("a 123") == [digit["a"], digit["Ġ"], digit["1"], digit["2"], digit["3"]]
     assert tokenizer.encode(" t") == [tokenizer.id_of["Ġt"]]
     assert tokenizer.eos_ids == {len(tokenizer.tokens) - 1}
+
+
+@pytest.mark.parametrize("pre", sorted(PRE_TOKENIZER_NAMES))
+def test_every_known_pre_tokenizer_name_loads(tmp_path, pre):
+    tokenizer = load_tokenizer(write_byte_level_gguf(tmp_path / "vocab.gguf", pre=pre))
+    text = "Hello, World's 12345 tokens!\n\n  done\t"
+    assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
 def test_missing_file_and_unknown_files_raise_naming_the_file(tmp_path):

@@ -246,7 +246,9 @@ class GGUFTokenizer(Tokenizer):
         if token_type == USER_DEFINED:
             return text.encode("utf-8", "surrogateescape")  # stored as raw text, not byte-level
         char_to_byte = self.char_to_byte
-        return bytes(char_to_byte[c] if c in char_to_byte else ord(c) & 0xFF for c in text)
+        if all(c in char_to_byte for c in text):
+            return bytes(char_to_byte[c] for c in text)
+        return text.encode("utf-8", "surrogateescape")  # not byte-level text: emit it as it is
 
     def decode(self, ids) -> str:
         text = b"".join(self._token_bytes(int(i)) for i in ids).decode("utf-8", "replace")
