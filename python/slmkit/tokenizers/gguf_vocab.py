@@ -228,7 +228,7 @@ class GGUFTokenizer(Tokenizer):
                 ids.append(token_id)
             else:
                 ids.extend(self.byte_token_ids[byte] for byte in piece.encode("utf-8", "surrogateescape"))
-        return [i for i in ids if i is not None]
+        return [i for i in ids if i is not None]  # None: a vocabulary with neither <0xXX> nor <unk>
 
     # decoding
 
