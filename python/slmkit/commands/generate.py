@@ -1,0 +1,41 @@
+"""slmkit generate: stream a continuation of a prompt to the terminal."""
+import sys
+
+
+def add_parser(sub):
+    g = sub.add_parser("generate", help="generate text from a prompt (streams)")
+    g.add_argument("prompt")
+    g.add_argument("-m", "--model", required=True, help="model folder or file")
+    g.add_argument("-n", "--max-tokens", type=int, default=256)
+    add_sampling_args(g)
+    g.add_argument("--backend", default="cpu")
+    g.add_argument("-t", "--threads", type=int, default=None)
+    g.set_defaults(func=run)
+
+
+def add_sampling_args(p):
+    p.add_argument("--temperature", "--temp", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+
+
+def sampling_kwargs(args) -> dict:
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                repetition_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or ())
+
+
+def run(args) -> int:
+    import slmkit
+    model = slmkit.load(args.model, backend=args.backend, threads=args.threads)
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+    for piece in model.stream(args.prompt, max_new_tokens=args.max_tokens, **sampling_kwargs(args)):
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    return 0

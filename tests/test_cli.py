@@ -1,0 +1,35 @@
+"""The command line, run in-process on the real stories260K model and on random models."""
+import json
+
+import pytest
+
+from slmkit.cli import main
+
+
+def test_generate_streams_the_reference_text(stories_hf, capsys):
+    assert main(["generate", "-m", str(stories_hf), "Once upon a time", "-n", "64", "--temp", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Once upon a time, there was a little girl named Lily.")
+    assert out.rstrip("\n").endswith("Lily's mom said")
+
+
+def test_quantize_then_info(stories_llama2c, tmp_path, capsys):
+    out_dir = tmp_path / "stories-q4"
+    assert main(["quantize", str(stories_llama2c), str(out_dir), "--bits", "4"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["info", str(out_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["architecture"] == "LlamaForCausalLM"
+    assert info["parameters"] == 260_032
+    assert info["tensor_formats"] == {"q4_0": 35, "f32": 12}   # 7 linear x 5 layers; norms + tied embedding
+    assert info["quantization"]["scheme"] == "q4_0"
+    assert main(["generate", "-m", str(out_dir), "Once upon a time", "-n", "8", "--temp", "0"]) == 0
+    assert capsys.readouterr().out.startswith("Once upon a time")
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("slmkit: error:") and "nope" in err
+    with pytest.raises(SystemExit):
+        main(["quantize", "a", "b", "--bits", "3"])
