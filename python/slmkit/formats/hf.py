@@ -23,6 +23,7 @@ ARCHITECTURES = {
     "Qwen2ForCausalLM": {"attention_bias": True},
 }
 QUANT_METHOD = "slmkit"
+SINGLE_FILE_TOKENIZERS = ("tokenizer.bin", "tokenizer.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "special_tokens_map.json", "generation_config.json")
 
@@ -103,9 +104,18 @@ def read_hf(folder) -> Checkpoint:
             tensors[name] = Tensor(name, shape, wtype, data)
     if config.tie_word_embeddings:
         tensors.pop("lm_head.weight", None)
-    ckpt = Checkpoint(config=config, tensors=tensors, source=str(folder), tokenizer=folder,
-                      quantization=qconfig)
-    return ckpt
+    return Checkpoint(config=config, tensors=tensors, source=str(folder),
+                      tokenizer=_tokenizer_source(folder), quantization=qconfig)
+
+
+def _tokenizer_source(folder: Path) -> Path:
+    """The folder, unless its only tokenizer is a single file (a llama2.c tokenizer.bin or a
+    vocabulary-only tokenizer.gguf, as slmkit writes for models read from those formats)."""
+    if not any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
+        for name in SINGLE_FILE_TOKENIZERS:
+            if (folder / name).is_file():
+                return folder / name
+    return folder
 
 
 def write_hf(ckpt: Checkpoint, out_dir, tokenizer_from=None) -> Path:
@@ -149,5 +159,5 @@ def _copy_tokenizer_files(src, dst: Path) -> None:
         for name in TOKENIZER_FILES:
             if (src / name).is_file():
                 shutil.copy2(src / name, dst / name)
-    elif src.is_file():
-        shutil.copy2(src, dst / src.name)
+    elif src.is_file() and src.suffix == ".bin":   # llama2.c tokenizer
+        shutil.copy2(src, dst / "tokenizer.bin")
