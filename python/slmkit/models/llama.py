@@ -62,39 +62,69 @@ class LlamaModel:
                   for _ in range(cfg.num_hidden_layers)]
         return KVCache(layers, max_seq)
 
-    def forward(self, ids, cache: KVCache, all_logits: bool = False) -> np.ndarray:
+    def forward(self, ids, cache: KVCache, all_logits: bool = False, observe=None) -> np.ndarray:
         """Feed token ids at positions cache.pos.. and return logits: [len(ids), vocab] when
-        all_logits, else [vocab] for the last position."""
-        cfg, B = self.config, self.backend
+        all_logits, else [vocab] for the last position. observe(layer, name, x), if given, sees
+        the input x of every linear layer (name: "q"/"k"/"v" share one input, "o", "gate"/"up",
+        "down"), for calibration."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        m = ids.shape[0]
-        start = cache.pos
+        m, start = ids.shape[0], cache.pos
         if start + m > cache.max_seq:
             raise ValueError(f"context overflow: {start} + {m} tokens exceed the context of "
                              f"{cache.max_seq}")
-        if ids.min() < 0 or ids.max() >= cfg.vocab_size:
-            raise ValueError(f"token id out of range [0, {cfg.vocab_size}): {ids.min()}..{ids.max()}")
-        nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        pos = np.arange(start, start + m, dtype=np.int32)
-        x = B.embed(self.embed_tokens, ids)                                # [m, dim]
-        for layer, (k_cache, v_cache) in zip(self.layers, cache.layers):
-            h = B.rmsnorm(x, layer["attn_norm"], cfg.rms_norm_eps)          # [m, dim]
-            q = B.matmul(h, layer["q"])                                     # [m, nh*hd]
-            k = B.matmul(h, layer["k"])                                     # [m, nkv*hd]
-            v = B.matmul(h, layer["v"])                                     # [m, nkv*hd]
-            B.rope_(q, pos, nh, hd, cfg.rope_theta, cfg.rope_interleaved)
-            B.rope_(k, pos, nkv, hd, cfg.rope_theta, cfg.rope_interleaved)
-            att = B.attention(q, k, v, k_cache, v_cache, start, nh, nkv, hd)  # [m, nh*hd]
-            B.add_(x, B.matmul(att, layer["o"]))
-            h = B.rmsnorm(x, layer["ffn_norm"], cfg.rms_norm_eps)
-            g = B.silu_mul(B.matmul(h, layer["gate"]), B.matmul(h, layer["up"]))  # [m, ffn]
-            B.add_(x, B.matmul(g, layer["down"]))
+        x = self.embed(ids)                                                 # [m, dim]
+        for i in range(len(self.layers)):
+            x = self.layer_forward(i, x, cache.layers[i], start, observe)
         cache.pos = start + m
-        if not all_logits:
-            x = x[-1:]
-        x = B.rmsnorm(x, self.norm, cfg.rms_norm_eps)
-        logits = B.matmul(x, self.lm_head)                                  # [rows, vocab]
+        return self.head(x if all_logits else x[-1:], all_logits)
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        vocab = self.config.vocab_size
+        if ids.min() < 0 or ids.max() >= vocab:
+            raise ValueError(f"token id out of range [0, {vocab}): {ids.min()}..{ids.max()}")
+        return self.backend.embed(self.embed_tokens, ids)
+
+    def layer_forward(self, i: int, x: np.ndarray, kv, start: int, observe=None) -> np.ndarray:
+        """One decoder layer over x[m, dim] at positions start..; updates x in place and returns
+        it. kv is the layer's (k_cache, v_cache)."""
+        cfg, B, layer = self.config, self.backend, self.layers[i]
+        nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        pos = np.arange(start, start + x.shape[0], dtype=np.int32)
+        h = B.rmsnorm(x, layer["attn_norm"], cfg.rms_norm_eps)              # [m, dim]
+        if observe:
+            observe(i, "q", h)
+        q = B.matmul(h, layer["q"])                                         # [m, nh*hd]
+        k = B.matmul(h, layer["k"])                                         # [m, nkv*hd]
+        v = B.matmul(h, layer["v"])                                         # [m, nkv*hd]
+        B.rope_(q, pos, nh, hd, cfg.rope_theta, cfg.rope_interleaved)
+        B.rope_(k, pos, nkv, hd, cfg.rope_theta, cfg.rope_interleaved)
+        att = B.attention(q, k, v, kv[0], kv[1], start, nh, nkv, hd)        # [m, nh*hd]
+        if observe:
+            observe(i, "o", att)
+        B.add_(x, B.matmul(att, layer["o"]))
+        h = B.rmsnorm(x, layer["ffn_norm"], cfg.rms_norm_eps)
+        if observe:
+            observe(i, "gate", h)
+        g = B.silu_mul(B.matmul(h, layer["gate"]), B.matmul(h, layer["up"]))  # [m, ffn]
+        if observe:
+            observe(i, "down", g)
+        B.add_(x, B.matmul(g, layer["down"]))
+        return x
+
+    def head(self, x: np.ndarray, all_logits: bool = True) -> np.ndarray:
+        """Final norm and output projection: logits [rows, vocab], or [vocab] for one row."""
+        x = self.backend.rmsnorm(x, self.norm, self.config.rms_norm_eps)
+        logits = self.backend.matmul(x, self.lm_head)                       # [rows, vocab]
         return logits if all_logits else logits[0]
+
+
+# Which checkpoint tensor each observed input feeds.
+OBSERVED_INPUTS = {
+    "q": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "o": ("self_attn.o_proj",),
+    "gate": ("mlp.gate_proj", "mlp.up_proj"),
+    "down": ("mlp.down_proj",),
+}
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
