@@ -1,5 +1,142 @@
-/* quant.c - STUB, to be written */
+/* quant.c - row sizes, quantisation and dequantisation of weight rows (reference math).
+ *
+ * Quantisation follows ggml's reference formulas so that GGUF files written by slmkit and by
+ * llama.cpp agree. Rows whose length k is not a multiple of 32 are stored as ceil(k/32) blocks and
+ * quantised as if the missing tail values were 0.
+ */
+#include <math.h>
 #include "internal.h"
-size_t slm_row_size(int type, int64_t k) { return 0; }
-int slm_quantize(int type, const float *src, void *dst, int64_t n, int64_t k) { return SLM_E_TYPE; }
-int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k) { return SLM_E_TYPE; }
+#include "blocks.h"
+
+size_t slm_row_size(int type, int64_t k) {
+    if (k < 0) return 0;
+    size_t nb = (size_t)((k + QK - 1) / QK);   /* blocks per row */
+    switch (type) {
+    case SLM_F32:  return (size_t)k * 4;
+    case SLM_F16:
+    case SLM_BF16: return (size_t)k * 2;
+    case SLM_Q8_0: return nb * sizeof(block_q8_0);
+    case SLM_Q4_0: return nb * sizeof(block_q4_0);
+    case SLM_Q4_1: return nb * sizeof(block_q4_1);
+    default:       return 0;
+    }
+}
+
+/* Copy block b of row x[k] into buf[32], zero-padding past k. */
+static const float *load_block(const float *x, int64_t k, int64_t b, float *buf) {
+    int64_t j0 = b * QK;
+    if (j0 + QK <= k) return x + j0;        /* whole block: no copy */
+    for (int j = 0; j < QK; j++) buf[j] = j0 + j < k ? x[j0 + j] : 0.0f;
+    return buf;
+}
+
+static void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) {
+    float buf[QK];                           /* [32] padded tail block */
+    for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
+        const float *v = load_block(x, k, b, buf);
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = slm_fp32_to_fp16(d);
+        for (int j = 0; j < QK; j++) y[b].qs[j] = (int8_t)roundf(v[j] * id);
+    }
+}
+
+static void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k) {
+    float buf[QK];                           /* [32] padded tail block */
+    for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
+        const float *v = load_block(x, k, b, buf);
+        /* the value of largest magnitude, with its sign, maps to -8 so the full range is used */
+        float amax = 0.0f, vmax = 0.0f;
+        for (int j = 0; j < QK; j++)
+            if (fabsf(v[j]) > amax) { amax = fabsf(v[j]); vmax = v[j]; }
+        float d = vmax / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = slm_fp32_to_fp16(d);
+        for (int j = 0; j < QK / 2; j++) {
+            int lo = (int)(v[j] * id + 8.5f), hi = (int)(v[j + QK / 2] * id + 8.5f);
+            lo = lo > 15 ? 15 : lo;
+            hi = hi > 15 ? 15 : hi;
+            y[b].qs[j] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+}
+
+static void quantize_row_q4_1(const float *x, block_q4_1 *y, int64_t k) {
+    float buf[QK];                           /* [32] padded tail block */
+    for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
+        const float *v = load_block(x, k, b, buf);
+        float lo = v[0], hi = v[0];
+        for (int j = 1; j < QK; j++) { lo = fminf(lo, v[j]); hi = fmaxf(hi, v[j]); }
+        float d = (hi - lo) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = slm_fp32_to_fp16(d);
+        y[b].m = slm_fp32_to_fp16(lo);
+        for (int j = 0; j < QK / 2; j++) {
+            int a = (int)((v[j] - lo) * id + 0.5f), c = (int)((v[j + QK / 2] - lo) * id + 0.5f);
+            a = a > 15 ? 15 : a;
+            c = c > 15 ? 15 : c;
+            y[b].qs[j] = (uint8_t)(a | (c << 4));
+        }
+    }
+}
+
+int slm_quantize(int type, const float *src, void *dst, int64_t n, int64_t k) {
+    size_t rs = slm_row_size(type, k);
+    if (rs == 0 && k != 0) return SLM_E_TYPE;
+    if (n < 0 || k < 0) return SLM_E_SHAPE;
+    if (type != SLM_F32 && type != SLM_F16 && type != SLM_BF16 && type != SLM_Q8_0 &&
+        type != SLM_Q4_0 && type != SLM_Q4_1) return SLM_E_TYPE;
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = src + r * k;                      /* [k] */
+        void *row = (uint8_t *)dst + (size_t)r * rs;       /* [rs] bytes */
+        switch (type) {
+        case SLM_F32: memcpy(row, x, (size_t)k * 4); break;
+        case SLM_F16:
+            for (int64_t j = 0; j < k; j++) ((uint16_t *)row)[j] = slm_fp32_to_fp16(x[j]);
+            break;
+        case SLM_BF16:
+            for (int64_t j = 0; j < k; j++) ((uint16_t *)row)[j] = slm_fp32_to_bf16(x[j]);
+            break;
+        case SLM_Q8_0: quantize_row_q8_0(x, row, k); break;
+        case SLM_Q4_0: quantize_row_q4_0(x, row, k); break;
+        case SLM_Q4_1: quantize_row_q4_1(x, row, k); break;
+        }
+    }
+    return SLM_OK;
+}
+
+int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k) {
+    size_t rs = slm_row_size(type, k);
+    if (type != SLM_F32 && type != SLM_F16 && type != SLM_BF16 && type != SLM_Q8_0 &&
+        type != SLM_Q4_0 && type != SLM_Q4_1) return SLM_E_TYPE;
+    if (n < 0 || k < 0) return SLM_E_SHAPE;
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *row = (const uint8_t *)src + (size_t)r * rs;   /* [rs] bytes */
+        float *y = dst + r * k;                                        /* [k] */
+        for (int64_t j = 0; j < k; j++) {
+            int64_t b = j / QK, i = j % QK;
+            switch (type) {
+            case SLM_F32: memcpy(&y[j], row + j * 4, 4); break;
+            case SLM_F16: { uint16_t h; memcpy(&h, row + j * 2, 2); y[j] = slm_fp16_to_fp32(h); break; }
+            case SLM_BF16: { uint16_t h; memcpy(&h, row + j * 2, 2); y[j] = slm_bf16_to_fp32(h); break; }
+            case SLM_Q8_0: {
+                const block_q8_0 *blk = (const block_q8_0 *)row + b;
+                y[j] = slm_fp16_to_fp32(blk->d) * (float)blk->qs[i];
+                break;
+            }
+            case SLM_Q4_0: {
+                const block_q4_0 *blk = (const block_q4_0 *)row + b;
+                int q = i < QK / 2 ? (blk->qs[i] & 15) : (blk->qs[i - QK / 2] >> 4);
+                y[j] = slm_fp16_to_fp32(blk->d) * (float)(q - 8);
+                break;
+            }
+            case SLM_Q4_1: {
+                const block_q4_1 *blk = (const block_q4_1 *)row + b;
+                int q = i < QK / 2 ? (blk->qs[i] & 15) : (blk->qs[i - QK / 2] >> 4);
+                y[j] = slm_fp16_to_fp32(blk->d) * (float)q + slm_fp16_to_fp32(blk->m);
+                break;
+            }
+            }
+        }
+    }
+    return SLM_OK;
+}

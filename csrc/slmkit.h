@@ -87,7 +87,7 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
 /* out[m, d] = x / sqrt(mean(x^2) + eps) * weight, per row. out may alias x. */
 void slm_rmsnorm(const float *x, const float *weight, float *out, int64_t m, int64_t d, float eps);
 
-/* out[m, d] = silu(gate) * up, elementwise. out may alias gate or up. */
+/* out[n] = silu(gate) * up, elementwise over n values. out may alias gate or up. */
 void slm_silu_mul(const float *gate, const float *up, float *out, int64_t n);
 
 /* x[n] += y[n] */
@@ -113,7 +113,8 @@ void slm_rope(float *x, const int32_t *pos, int64_t m, int64_t n_heads, int64_t 
  *   v_cache [n_kv_heads, max_seq, head_dim]
  *   out     [m, n_heads, head_dim]
  * Query head h reads KV head h / (n_heads / n_kv_heads). Row i attends to positions
- * 0 .. start_pos + i. Scores are scaled by 1/sqrt(head_dim); softmax in float32. */
+ * 0 .. start_pos + i. Scores are scaled by 1/sqrt(head_dim); softmax in float32.
+ * out may alias q. Returns SLM_E_SHAPE (writing nothing) for bad head counts or an overflow. */
 int slm_attention(slm_pool *pool, const float *q, const float *k_new, const float *v_new,
                   float *k_cache, float *v_cache, float *out,
                   int64_t m, int64_t start_pos, int64_t max_seq,

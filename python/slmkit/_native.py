@@ -40,6 +40,16 @@ def _f32(a: np.ndarray, name: str, writable: bool = False) -> np.ndarray:
     return a
 
 
+def _out(out: np.ndarray | None, shape: tuple, name: str = "out") -> np.ndarray:
+    """A float32 output buffer of `shape` values: a new one, or `out` after checking it."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    out = _f32(out, name, writable=True)
+    if out.size != int(np.prod(shape)):
+        raise ValueError(f"{name} holds {out.size} values, expected {int(np.prod(shape))} {list(shape)}")
+    return out
+
+
 def _ptr(a: np.ndarray, ctype: str = "float *"):
     return ffi.cast(ctype, a.ctypes.data)
 
@@ -125,8 +135,7 @@ def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | Non
     if w.nbytes != n * row_size(t, k) or not w.flags.c_contiguous:
         raise ValueError(f"matmul: weight holds {w.nbytes} bytes, {TYPE_NAMES.get(t, t)} [{n}, {k}] "
                          f"needs {n * row_size(t, k)} contiguous bytes")
-    if out is None:
-        out = np.empty(x.shape[:-1] + (n,), dtype=np.float32)
+    out = _out(out, x.shape[:-1] + (n,))
     _check(lib.slm_matmul(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k), "matmul")
     return out
 
@@ -137,8 +146,7 @@ def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray | Non
     d = weight.shape[0]
     if x.shape[-1] != d:
         raise ValueError(f"rmsnorm: x has {x.shape[-1]} columns, weight has {d}")
-    if out is None:
-        out = np.empty_like(x)
+    out = _out(out, x.shape)
     lib.slm_rmsnorm(_ptr(x), _ptr(weight), _ptr(out), x.size // d, d, eps)
     return out
 
@@ -147,8 +155,7 @@ def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) ->
     gate, up = _f32(gate, "gate"), _f32(up, "up")
     if gate.shape != up.shape:
         raise ValueError(f"silu_mul: gate {gate.shape} and up {up.shape} differ")
-    if out is None:
-        out = np.empty_like(gate)
+    out = _out(out, gate.shape)
     lib.slm_silu_mul(_ptr(gate), _ptr(up), _ptr(out), gate.size)
     return out
 
@@ -189,12 +196,22 @@ def attention(q: np.ndarray, k_new: np.ndarray, v_new: np.ndarray, k_cache: np.n
     q, k_new, v_new = _f32(q, "q"), _f32(k_new, "k_new"), _f32(v_new, "v_new")
     k_cache = _f32(k_cache, "k_cache", writable=True)
     v_cache = _f32(v_cache, "v_cache", writable=True)
+    if n_kv_heads <= 0 or n_heads % n_kv_heads:
+        raise ValueError(f"attention: n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
     m = q.size // (n_heads * head_dim)
+    if q.size != m * n_heads * head_dim:
+        raise ValueError(f"attention: q holds {q.size} values, not a multiple of {n_heads}x{head_dim}")
+    for name, a in (("k_new", k_new), ("v_new", v_new)):
+        if a.size != m * n_kv_heads * head_dim:
+            raise ValueError(f"attention: {name} holds {a.size} values, expected {m}x{n_kv_heads}x{head_dim}")
+    if k_cache.ndim != 3 or k_cache.shape != v_cache.shape or k_cache.shape[0] != n_kv_heads \
+            or k_cache.shape[2] != head_dim:
+        raise ValueError(f"attention: caches must both be [{n_kv_heads}, max_seq, {head_dim}], got "
+                         f"{list(k_cache.shape)} and {list(v_cache.shape)}")
     max_seq = k_cache.shape[1]
     if start_pos + m > max_seq:
         raise ValueError(f"attention: {start_pos} + {m} tokens exceed the KV cache of {max_seq}")
-    if out is None:
-        out = np.empty((m, n_heads * head_dim), dtype=np.float32)
+    out = _out(out, (m, n_heads * head_dim))
     _check(lib.slm_attention(_pool_ptr(pool), _ptr(q), _ptr(k_new), _ptr(v_new), _ptr(k_cache),
                              _ptr(v_cache), _ptr(out), m, start_pos, max_seq, n_heads, n_kv_heads,
                              head_dim), "attention")

@@ -1,0 +1,91 @@
+/* blocks.h - on-disk block layouts (ggml-compatible) and scalar fp16 / bf16 conversions.
+ *
+ * Quantised rows are made of blocks of QK = 32 values. Weight blocks use ggml's byte layout so
+ * GGUF tensors can be used as they are; block_q8_1 is slmkit's own activation block, built on the
+ * fly by slm_matmul and never stored.
+ */
+#ifndef SLMKIT_BLOCKS_H
+#define SLMKIT_BLOCKS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define QK 32
+
+/* x[j] = d * qs[j] */
+typedef struct {
+    uint16_t d;             /* fp16 scale */
+    int8_t   qs[QK];        /* [32] signed values */
+} block_q8_0;
+_Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must be 34 bytes");
+
+/* x[j] = d * ((qs[j] & 15) - 8), x[j + 16] = d * ((qs[j] >> 4) - 8) */
+typedef struct {
+    uint16_t d;             /* fp16 scale */
+    uint8_t  qs[QK / 2];    /* [16] two nibbles each: low = element j, high = element j + 16 */
+} block_q4_0;
+_Static_assert(sizeof(block_q4_0) == 18, "block_q4_0 must be 18 bytes");
+
+/* x[j] = d * (qs[j] & 15) + m, x[j + 16] = d * (qs[j] >> 4) + m */
+typedef struct {
+    uint16_t d;             /* fp16 scale */
+    uint16_t m;             /* fp16 minimum */
+    uint8_t  qs[QK / 2];    /* [16] nibbles as in block_q4_0 */
+} block_q4_1;
+_Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must be 20 bytes");
+
+/* Activation block (internal): x[j] ~ d * qs[j]. s = d * sum(qs) lets the Q4 kernels apply the
+ * weight offset (-8 for Q4_0, +m for Q4_1) once per block instead of once per value. fp32 scales
+ * because they cost nothing here and keep the activation error down. */
+typedef struct {
+    float  d;               /* scale, amax / 127 */
+    float  s;               /* d * sum(qs) */
+    int8_t qs[QK];          /* [32] signed values in -127..127 */
+} block_q8_1;
+_Static_assert(sizeof(block_q8_1) == 40, "block_q8_1 must be 40 bytes");
+
+/* ---- scalar conversions (portable; the AVX2 file uses F16C for whole vectors) ---------------- */
+
+static inline uint32_t slm_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float slm_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline float slm_fp16_to_fp32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0x1f) return slm_bits_f32(sign | 0x7f800000u | (m << 13));   /* inf / nan */
+    if (e != 0) return slm_bits_f32(sign | ((e + 112) << 23) | (m << 13)); /* normal */
+    /* zero or subnormal: m * 2^-24, exact in float */
+    return slm_bits_f32(sign | slm_f32_bits((float)m * 5.9604644775390625e-8f));
+}
+
+/* Round to nearest even, like numpy's astype(float16) and F16C's vcvtps2ph. */
+static inline uint16_t slm_fp32_to_fp16(float f) {
+    uint32_t x = slm_f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return sign | 0x7e00 | (uint16_t)((ax >> 13) & 0x3ff); /* nan stays nan */
+    if (ax >= 0x477ff000u) return sign | 0x7c00;          /* >= 65520 rounds to inf */
+    if (ax >= 0x38800000u) {                              /* normal half (>= 2^-14) */
+        uint32_t r = ax - 0x38000000u;                    /* rebias exponent 127 -> 15 */
+        r += 0xfff + ((r >> 13) & 1);                     /* round mantissa to even */
+        return sign | (uint16_t)(r >> 13);
+    }
+    if (ax < 0x33000000u) return sign;                    /* <= 2^-25: rounds to zero */
+    /* subnormal half: q = value / 2^-24 = mant * 2^(e - 126), rounded to even */
+    uint32_t e = ax >> 23, mant = (ax & 0x7fffff) | 0x800000;
+    uint32_t shift = 126 - e;                             /* 14 .. 24 */
+    uint32_t q = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    q += (rem > half) || (rem == half && (q & 1));
+    return sign | (uint16_t)q;
+}
+
+static inline float slm_bf16_to_fp32(uint16_t h) { return slm_bits_f32((uint32_t)h << 16); }
+
+/* Round to nearest even; nan stays a (quiet) nan. */
+static inline uint16_t slm_fp32_to_bf16(float f) {
+    uint32_t x = slm_f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+#endif

@@ -1,0 +1,336 @@
+"""Tests for the quantisation and matmul kernels (csrc/quant.c, matmul*.c, dispatch.c,
+threadpool.c), through the slmkit._native wrapper.
+
+References are numpy re-implementations of the ggml block formulas (bit-exact where the C code
+promises it) and float64 matmuls with error bounds that account for activation quantisation.
+"""
+import numpy as np
+import pytest
+
+from slmkit import _native as nat
+
+QTYPES = [nat.Q8_0, nat.Q4_0, nat.Q4_1]
+ALL_TYPES = [nat.F32, nat.F16, nat.BF16] + QTYPES
+
+
+def variants():
+    out = ["generic"]
+    try:
+        nat.set_kernel("avx2")
+        out.append("avx2")
+    except ValueError:
+        pass
+    nat.set_kernel(out[-1])
+    return out
+
+
+VARIANTS = variants()
+
+
+@pytest.fixture
+def kernel():
+    """Restore the best variant after a test that forces one."""
+    yield
+    nat.set_kernel(VARIANTS[-1])
+
+
+def rand(rng, *shape, scale=1.0):
+    # random normal with an occasional outlier, like real activations; never exactly zero
+    x = rng.standard_normal(shape).astype(np.float32) * scale
+    x[np.abs(x) < 1e-6] = 1e-3
+    return x
+
+
+def pad32(x):
+    n, k = x.shape
+    kp = -(-k // 32) * 32
+    out = np.zeros((n, kp), np.float32)
+    out[:, :k] = x
+    return out.reshape(n, kp // 32, 32)
+
+
+def roundf(v):
+    """C roundf (half away from zero) in float32."""
+    r = np.trunc(v)
+    return r + np.where(np.abs(v - r) >= 0.5, np.sign(v), 0).astype(np.float32)
+
+
+# ---- numpy references of the ggml block formulas ----------------------------------------------
+
+def ref_quant_q8_0(x):
+    b = pad32(x)
+    amax = np.abs(b).max(axis=2, keepdims=True)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        idv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    q = roundf(b * idv).astype(np.int8)
+    return d[..., 0].astype(np.float16), q
+
+
+def unpack_q8_0(raw, k):
+    n = raw.shape[0]
+    blk = raw.reshape(n, -1, 34)
+    d = blk[:, :, :2].copy().view(np.float16)[..., 0]
+    q = blk[:, :, 2:].view(np.int8)
+    return d, q
+
+
+def unpack_q4(raw, k, bsize):
+    n = raw.shape[0]
+    blk = raw.reshape(n, -1, bsize)
+    d = blk[:, :, :2].copy().view(np.float16)[..., 0]
+    off = 2
+    m = None
+    if bsize == 20:
+        m = blk[:, :, 2:4].copy().view(np.float16)[..., 0]
+        off = 4
+    qs = blk[:, :, off:]
+    q = np.concatenate([qs & 15, qs >> 4], axis=2).astype(np.int32)
+    return d, m, q
+
+
+def ref_dequant(raw, wtype, k):
+    n = raw.shape[0]
+    if wtype == nat.Q8_0:
+        d, q = unpack_q8_0(raw, k)
+        v = d.astype(np.float32)[..., None] * q.astype(np.float32)
+    elif wtype == nat.Q4_0:
+        d, _, q = unpack_q4(raw, k, 18)
+        v = d.astype(np.float32)[..., None] * (q - 8).astype(np.float32)
+    else:
+        d, m, q = unpack_q4(raw, k, 20)
+        v = d.astype(np.float32)[..., None] * q.astype(np.float32) + m.astype(np.float32)[..., None]
+    return v.reshape(n, -1)[:, :k]
+
+
+BLOCK_BYTES = {nat.Q8_0: 34, nat.Q4_0: 18, nat.Q4_1: 20}
+
+
+# ---- row sizes and types -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [1, 32, 33, 172, 576])
+def test_row_size(k):
+    nb = -(-k // 32)
+    assert nat.row_size(nat.F32, k) == 4 * k
+    assert nat.row_size(nat.F16, k) == 2 * k
+    assert nat.row_size(nat.BF16, k) == 2 * k
+    for t, b in BLOCK_BYTES.items():
+        assert nat.row_size(t, k) == nb * b
+
+
+def test_unknown_type():
+    from slmkit._native import lib
+    assert lib.slm_row_size(7, 32) == 0
+    x = np.ones((1, 32), np.float32)
+    out = np.zeros(1024, np.uint8)
+    assert lib.slm_quantize(7, nat.ffi.cast("float *", x.ctypes.data),
+                            nat.ffi.cast("void *", out.ctypes.data), 1, 32) == lib.SLM_E_TYPE
+    assert lib.slm_matmul(nat.ffi.NULL, 7, nat.ffi.cast("void *", out.ctypes.data),
+                          nat.ffi.cast("float *", x.ctypes.data),
+                          nat.ffi.cast("float *", out.ctypes.data), 1, 1, 32) == lib.SLM_E_TYPE
+
+
+# ---- quantisation ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [32, 33, 172, 576])
+def test_q8_0_quantize_bit_exact(k):
+    rng = np.random.default_rng(k)
+    x = rand(rng, 13, k, scale=3.0)
+    raw = nat.quantize(x, nat.Q8_0)
+    d, q = unpack_q8_0(raw, k)
+    rd, rq = ref_quant_q8_0(x)
+    np.testing.assert_array_equal(d.view(np.uint16), rd.view(np.uint16))
+    np.testing.assert_array_equal(q, rq)
+
+
+@pytest.mark.parametrize("wtype", QTYPES)
+@pytest.mark.parametrize("k", [32, 33, 172, 576, 1536])
+def test_dequantize_matches_numpy_formula(wtype, k):
+    rng = np.random.default_rng(100 + k)
+    x = rand(rng, 9, k)
+    raw = nat.quantize(x, wtype)
+    assert raw.shape == (9, nat.row_size(wtype, k))
+    got = nat.dequantize(raw, wtype, k)
+    ref = ref_dequant(raw, wtype, k)
+    if wtype == nat.Q4_1:   # d*q + m may be fused (1 ulp)
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+    else:                   # d*q is exact in float32
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("wtype", QTYPES)
+@pytest.mark.parametrize("k", [32, 33, 172, 576])
+def test_roundtrip_error_bounds(wtype, k):
+    rng = np.random.default_rng(200 + k)
+    x = rand(rng, 11, k, scale=2.0)
+    raw = nat.quantize(x, wtype)
+    back = nat.dequantize(raw, wtype, k).astype(np.float64)
+    err = np.abs(pad32(back) - pad32(x)).max(axis=2)           # [n, nb] per block
+    b = pad32(x).astype(np.float64)
+    if wtype == nat.Q8_0:
+        d = unpack_q8_0(raw, k)[0].astype(np.float64)
+        bound = d / 2 + np.abs(b).max(axis=2) * 2e-3           # + fp16 rounding of d
+    elif wtype == nat.Q4_0:
+        d = np.abs(unpack_q4(raw, k, 18)[0].astype(np.float64))
+        bound = d / 2 + d * 1e-2                               # top value clamps to 15: d/2 + eps
+        bound = np.maximum(bound, d)                           # the clamped +8*d side: <= d
+    else:
+        d, m, _ = unpack_q4(raw, k, 20)
+        d = d.astype(np.float64)
+        bound = d / 2 + (b.max(axis=2) - b.min(axis=2)) * 2e-3 + np.abs(b).max(axis=2) * 1e-3
+    assert np.all(err <= bound + 1e-7), (err - bound).max()
+    # and a global relative check on the whole matrix
+    rel = np.linalg.norm(back - x) / np.linalg.norm(x)
+    assert rel < {nat.Q8_0: 0.01, nat.Q4_0: 0.15, nat.Q4_1: 0.12}[wtype], rel
+
+
+def test_zero_padded_tail():
+    # the tail of the last block is quantised as if it were zero
+    rng = np.random.default_rng(3)
+    x = rand(rng, 2, 40)
+    for t in QTYPES:
+        raw = nat.quantize(x, t)
+        full = np.zeros((2, 64), np.float32)
+        full[:, :40] = x
+        np.testing.assert_array_equal(raw, nat.quantize(full, t))
+
+
+@pytest.mark.parametrize("wtype", [nat.F16, nat.BF16])
+def test_half_types_round_to_nearest_even(wtype):
+    rng = np.random.default_rng(5)
+    x = rand(rng, 4, 100)
+    x[0, :6] = [65519.0, 65520.0, 1e-8, -3e-8, 6.1e-5, 1e-7]   # f16 edge cases: max, inf, subnormals
+    raw = nat.quantize(x, wtype)
+    if wtype == nat.F16:
+        with np.errstate(over="ignore"):
+            x16 = x.astype(np.float16)
+        np.testing.assert_array_equal(raw.view(np.uint16), x16.view(np.uint16))
+        np.testing.assert_array_equal(nat.dequantize(raw, wtype, 100), x16.astype(np.float32))
+    else:
+        u = x.view(np.uint32).astype(np.uint64)
+        ref = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+        np.testing.assert_array_equal(raw.view(np.uint16), ref)
+        back = nat.dequantize(raw, wtype, 100)
+        np.testing.assert_array_equal(back.view(np.uint32), ref.astype(np.uint32) << 16)
+
+
+def test_f16_all_values_roundtrip():
+    # every finite fp16 bit pattern converts to float32 and back exactly
+    h = np.arange(0, 65536, dtype=np.uint32).astype(np.uint16)
+    h = h[np.isfinite(h.view(np.float16))]
+    f = h.view(np.float16).astype(np.float32)[None, :]
+    raw = nat.quantize(f, nat.F16)
+    np.testing.assert_array_equal(raw.view(np.uint16)[0], h)
+    np.testing.assert_array_equal(nat.dequantize(raw, nat.F16, f.shape[1]), f)
+
+
+# ---- matmul ------------------------------------------------------------------------------------
+
+def weights(rng, wtype, n, k):
+    w = rand(rng, n, k, scale=0.05)
+    raw = nat.quantize(w, wtype)
+    return raw, nat.dequantize(raw, wtype, k).astype(np.float64)
+
+
+REL_TOL = {nat.F32: 1e-5, nat.F16: 1e-5, nat.BF16: 1e-5, nat.Q8_0: 1e-2, nat.Q4_0: 1e-2, nat.Q4_1: 1e-2}
+
+
+def rel_err(got, ref):
+    return np.linalg.norm(got - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", ALL_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("k", [32, 33, 64, 172, 576, 1536])
+@pytest.mark.parametrize("n,m", [(1, 1), (7, 3), (64, 17), (577, 1), (64, 64), (7, 64)])
+def test_matmul_vs_float64(variant, wtype, k, n, m, kernel):
+    nat.set_kernel(variant)
+    rng = np.random.default_rng(k * 1000 + n * 10 + m)
+    raw, wd = weights(rng, wtype, n, k)
+    x = rand(rng, m, k)
+    y = nat.matmul(x, raw, wtype, n, k)
+    assert y.shape == (m, n) and y.dtype == np.float32
+    ref = x.astype(np.float64) @ wd.T
+    err = rel_err(y, ref)
+    # a handful of outputs average less of the activation rounding noise away
+    tol = REL_TOL[wtype] * (3 if wtype in QTYPES and m * n < 32 else 1)
+    assert err < tol, err
+    if wtype in QTYPES:
+        # per element too: activation quantisation error is bounded per block by amax/254
+        xb = np.abs(pad32(x)).max(axis=2).astype(np.float64)         # [m, nb]
+        wb = np.abs(pad32(wd.astype(np.float32))).sum(axis=2)        # [n, nb]
+        bound = xb @ wb.T / 254 * 1.01 + 1e-5 * np.abs(ref).max()
+        assert np.all(np.abs(y - ref) <= bound)
+
+
+@pytest.mark.skipif(len(VARIANTS) < 2, reason="no SIMD variant on this CPU")
+@pytest.mark.parametrize("wtype", ALL_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("k", [32, 33, 64, 172, 576, 1536])
+@pytest.mark.parametrize("n,m", [(1, 1), (7, 3), (64, 17), (577, 1), (577, 64), (9, 5)])
+def test_simd_matches_generic(wtype, k, n, m, kernel):
+    rng = np.random.default_rng(7 * k + n + m)
+    raw, _ = weights(rng, wtype, n, k)
+    x = rand(rng, m, k)
+    nat.set_kernel("generic")
+    ref = nat.matmul(x, raw, wtype, n, k).astype(np.float64)
+    for v in VARIANTS[1:]:
+        nat.set_kernel(v)
+        y = nat.matmul(x, raw, wtype, n, k)
+        scale = np.abs(ref).max()
+        assert np.abs(y - ref).max() <= 1e-5 * scale, (v, np.abs(y - ref).max() / scale)
+
+
+@pytest.mark.parametrize("wtype", ALL_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("n,m,k", [(577, 1, 576), (64, 64, 172), (7, 130, 64), (1536, 3, 576)])
+def test_threads_identical(wtype, n, m, k):
+    rng = np.random.default_rng(n + m + k)
+    raw, _ = weights(rng, wtype, n, k)
+    x = rand(rng, m, k)
+    y1 = nat.matmul(x, raw, wtype, n, k, pool=nat.Pool(1))
+    for t in (2, 3, 4, 7):
+        yt = nat.matmul(x, raw, wtype, n, k, pool=nat.Pool(t))
+        np.testing.assert_array_equal(yt, y1)
+
+
+def test_pool_many_calls():
+    # parallel_for is called thousands of times per second during decode
+    rng = np.random.default_rng(11)
+    raw, _ = weights(rng, nat.Q4_0, 64, 64)
+    x = rand(rng, 1, 64)
+    pool = nat.Pool(3)
+    ref = nat.matmul(x, raw, nat.Q4_0, 64, 64)
+    out = np.empty((1, 64), np.float32)
+    for _ in range(3000):
+        nat.matmul(x, raw, nat.Q4_0, 64, 64, pool=pool, out=out)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_physical_cores():
+    import os
+    c = nat.physical_cores()
+    assert 1 <= c <= (os.cpu_count() or c)
+
+
+def test_kernel_selection(kernel):
+    assert nat.kernel_name() in ("generic", "avx2")
+    nat.set_kernel("generic")
+    assert nat.kernel_name() == "generic"
+    with pytest.raises(ValueError):
+        nat.set_kernel("no-such-kernel")
+    assert nat.kernel_name() == "generic"
+
+
+def test_bad_inputs():
+    rng = np.random.default_rng(1)
+    raw, _ = weights(rng, nat.Q8_0, 8, 64)
+    x = rand(rng, 2, 64)
+    with pytest.raises(ValueError):
+        nat.matmul(x, raw[:, :-1].copy(), nat.Q8_0, 8, 64)       # wrong byte count
+    with pytest.raises(ValueError):
+        nat.matmul(x, raw, nat.Q8_0, 9, 64)                      # n does not match the bytes
+    with pytest.raises(ValueError):
+        nat.matmul(rand(rng, 2, 63), raw, nat.Q8_0, 8, 64)       # k mismatch
+    with pytest.raises(ValueError):
+        nat.dequantize(raw.ravel()[:-3], nat.Q8_0, 64)           # wrong byte count
+    with pytest.raises(ValueError):
+        nat.quantize(x, "q5_k")                                  # unknown type name
