@@ -383,8 +383,8 @@ def test_qwen2_gguf_and_hf_folder_give_the_same_logits(tmp_path):
 def smollm2_path():
     path = hub.find_smollm2_gguf()
     if path is None:
-        pytest.skip(f"SmolLM2 GGUF not present: set SLMKIT_SMOLLM2_GGUF or run `slmkit pull "
-                    f"{hub.DEFAULT_MODEL}` (it would be at {hub.cached_path(hub.DEFAULT_MODEL)})")
+        pytest.skip(f"SmolLM2 GGUF not present: set SLMKIT_SMOLLM2_GGUF or call slmkit.hub.pull"
+                    f"({hub.DEFAULT_MODEL!r}) (it would be at {hub.cached_path(hub.DEFAULT_MODEL)})")
     return path
 
 
@@ -421,6 +421,22 @@ def test_smollm2_fast_reader_matches_stock_reader(smollm2_path):
         a, b = ours.fields[key], stock.fields[key]
         assert a.data == b.data and a.types == b.types and len(a.parts) == len(b.parts)
         assert a.contents() == b.contents()
+
+
+def test_smollm2_knows_the_capital_of_france(smollm2_path):
+    """The dequantised weights, in GGUF row order, make a working model (numpy reference)."""
+    ckpt = read_gguf(smollm2_path)
+    tokens = ckpt.extra["gguf_reader"].fields["tokenizer.ggml.tokens"].contents()
+    ids = [tokens.index(t) for t in ["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"]]
+    model = model_from_checkpoint(ckpt, "numpy", tokenizer=ByteTokenizer(49152))
+    assert tokens[int(np.argmax(model.logits(ids)[-1]))] == "ĠParis"
+
+
+def test_smollm2_load_parses_the_file_once(smollm2_path):
+    import slmkit
+    model = slmkit.load(smollm2_path, backend="numpy")
+    assert model.tokenizer.bos_id == 1 and 2 in model.tokenizer.eos_ids
+    assert model.tokenizer.vocab_size == 49152
 
 
 def test_smollm2_sha256(smollm2_path):

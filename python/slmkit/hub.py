@@ -175,8 +175,8 @@ def resolve_model(name_or_path, download: bool = True) -> Path:
         return target
     if target.exists():
         raise DownloadError(f"{target} is {target.stat().st_size} bytes, expected {entry.size}: "
-                            f"an incomplete or different file; remove it and run slmkit pull "
-                            f"{entry.name}")
+                            f"an incomplete or different file; remove it and run "
+                            f"slmkit.hub.pull({entry.name!r})")
     if not download:
         raise FileNotFoundError(f"{entry.name} is not downloaded yet. {_by_hand(entry, target)}")
     return pull(entry.name)

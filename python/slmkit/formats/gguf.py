@@ -101,7 +101,6 @@ def _fast_reader_class():
     49k-token vocabulary), and np.memmap's Python-level __array_finalize__ makes that take
     seconds. We give it a plain ndarray view of the same map instead (same bytes, no copy), and
     build arrays of strings/scalars with the same ReaderField parts the stock code produces."""
-    import gguf
     from gguf.gguf_reader import GGUFReader, GGUFValueType
 
     class FastGGUFReader(GGUFReader):
@@ -132,7 +131,7 @@ def _fast_reader_class():
                     parts.append(data[offs + 8:offs + 8 + n])
                     offs += 8 + n
                 if offs > data.shape[0]:
-                    raise ValueError(f"array of strings runs past the end of the file")
+                    raise ValueError("array of strings runs past the end of the file")
                 return offs - orig_offs, parts, list(range(3, 2 + 2 * count, 2)), [
                     GGUFValueType.ARRAY, GGUFValueType.STRING] if count else [GGUFValueType.ARRAY]
             np_type = self.gguf_scalar_to_np.get(itype)
@@ -146,7 +145,6 @@ def _fast_reader_class():
             types = [GGUFValueType.ARRAY, itype] if count else [GGUFValueType.ARRAY]
             return offs + size * count - orig_offs, parts, list(range(2, 2 + count)), types
 
-    del gguf
     return FastGGUFReader
 
 
