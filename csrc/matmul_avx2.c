@@ -15,7 +15,15 @@
 #include "kernels.h"
 
 #define AI static inline __attribute__((always_inline))
+#ifndef PF_MR
+#define PF_MR 4     /* prefill tile: activation rows */
+#endif
+#ifndef PF_NR
+#define PF_NR 2     /* prefill tile: weight rows */
+#endif
+#ifndef PANEL
 #define PANEL 16    /* weight rows per panel: a multiple of every NR below */
+#endif
 
 AI float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -180,8 +188,11 @@ AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const block_q
     case 9: TILE(1, 1); break;  case 10: TILE(1, 2); break;                                   \
     case 11: TILE(1, 3); break; case 12: TILE(1, 4); break;                                   \
     case 17: TILE(2, 1); break; case 18: TILE(2, 2); break;                                   \
+    case 19: TILE(2, 3); break; case 20: TILE(2, 4); break;                                   \
     case 25: TILE(3, 1); break; case 26: TILE(3, 2); break;                                   \
-    case 33: TILE(4, 1); break; default: TILE(4, 2); break;                                   \
+    case 27: TILE(3, 3); break; case 28: TILE(3, 4); break;                                   \
+    case 33: TILE(4, 1); break; case 34: TILE(4, 2); break;                                   \
+    case 35: TILE(4, 3); break; default: TILE(4, 4); break;                                   \
     }
 
 /* Output-tile loop shared by all types: panels of weight rows, then MR-row strips of x, then
@@ -189,9 +200,9 @@ AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const block_q
 #define WALK(TILE_CALL)                                                                       \
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {                                               \
         int64_t j1 = j0 + PANEL < n ? j0 + PANEL : n;                                         \
-        for (int64_t i0 = 0; i0 < m; i0 += 4) {                                               \
-            int mr = m - i0 < 4 ? (int)(m - i0) : 4;                                          \
-            int nr_max = mr == 1 ? 4 : 2;                                                     \
+        for (int64_t i0 = 0; i0 < m; i0 += PF_MR) {                                           \
+            int mr = m - i0 < PF_MR ? (int)(m - i0) : PF_MR;                                  \
+            int nr_max = mr == 1 ? 4 : PF_NR;                                                 \
             for (int64_t j = j0; j < j1; j += nr_max) {                                       \
                 int nr = j1 - j < nr_max ? (int)(j1 - j) : nr_max;                            \
                 TILE_SWITCH(mr, nr, TILE_CALL)                                                \

@@ -1,10 +1,13 @@
 /* threadpool.c - a fixed pool of pthread workers for slm_parallel_for.
  *
- * Workers are created once and sleep on a condition variable between jobs. A job is published
- * by bumping a generation counter; each worker runs its own contiguous chunk, the caller runs
- * chunk 0. Workers and caller spin briefly before sleeping, because decode calls parallel_for
- * hundreds of times per token and a futex wake costs more than a short spin; they never spin
- * while idle for long.
+ * Workers are created once and sleep on a condition variable between jobs. A job is [0, n) cut
+ * into CHUNKS_PER_THREAD contiguous, even chunks per thread; the caller and the workers claim
+ * chunks from one atomic word (generation | chunk count | next chunk) until none is left, and the caller
+ * returns once every chunk is done. Claiming instead of fixed assignment matters on a laptop:
+ * a worker that the OS has not scheduled yet simply gets no chunk, rather than stalling the
+ * whole call. Workers and caller spin briefly before sleeping (decode calls parallel_for
+ * hundreds of times per token and a futex wake costs more than a short spin); an idle pool
+ * sleeps.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,7 +16,8 @@
 #include <unistd.h>
 #include "internal.h"
 
-#define SPIN_ITERS 20000   /* ~tens of microseconds of polling before sleeping */
+#define SPIN_ITERS 20000       /* ~hundreds of microseconds of polling before sleeping */
+#define CHUNKS_PER_THREAD 4    /* small enough to rebalance, big enough to keep tiles whole */
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -32,48 +36,57 @@ struct slm_pool {
     slm_range_fn fn;
     void *ctx;
     int64_t n;
-    atomic_uint_fast64_t generation;   /* bumped once per job */
-    atomic_int pending;                /* workers still running the current job */
+    int64_t n_chunks;                  /* caller's copy of the chunk count */
+    /* generation << 32 | chunk count << 16 | next chunk: everything a worker must check before
+     * it may touch fn/ctx/n, in one word, so a late worker never reads a half-written job */
+    atomic_uint_fast64_t claim;
+    atomic_int_fast64_t done;          /* chunks finished in the current job */
     atomic_int stop;
 };
-
-typedef struct { slm_pool *pool; int index; } worker_arg;
 
 /* Set while a thread runs pool work: a nested parallel_for then runs serially (no deadlock). */
 static _Thread_local int tl_in_pool;
 
-static void run_chunk(slm_pool *p, int index) {
-    int64_t start = p->n * index / p->n_threads, end = p->n * (index + 1) / p->n_threads;
-    if (start < end) p->fn(p->ctx, start, end);
+/* Claim and run chunks of generation gen until none is left (or a newer job replaced it). */
+static void run_chunks(slm_pool *p, uint64_t gen) {
+    uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
+    for (;;) {
+        if ((v >> 32) != gen || (v & 0xffff) >= ((v >> 16) & 0xffff)) return;
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;                            /* v was reloaded; try again */
+        int64_t c = (int64_t)(v & 0xffff), nc = (int64_t)((v >> 16) & 0xffff);
+        int64_t start = p->n * c / nc, end = p->n * (c + 1) / nc;
+        if (start < end) p->fn(p->ctx, start, end);
+        if (atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) + 1 == nc) {
+            pthread_mutex_lock(&p->mu);          /* last chunk: wake the caller if it sleeps */
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+        v = atomic_load_explicit(&p->claim, memory_order_acquire);
+    }
 }
 
 static void *worker_main(void *arg) {
-    worker_arg a = *(worker_arg *)arg;
-    free(arg);
-    slm_pool *p = a.pool;
+    slm_pool *p = arg;
     tl_in_pool = 1;
-    uint64_t seen = 0;
+    uint64_t seen = 0;                           /* last generation this worker looked at */
     for (;;) {
         /* wait for a new generation: spin first, then sleep */
-        uint64_t gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        uint64_t gen = atomic_load_explicit(&p->claim, memory_order_acquire) >> 32;
         for (int i = 0; gen == seen && i < SPIN_ITERS && !atomic_load(&p->stop); i++) {
             cpu_relax();
-            gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+            gen = atomic_load_explicit(&p->claim, memory_order_acquire) >> 32;
         }
         if (gen == seen) {
             pthread_mutex_lock(&p->mu);
-            while ((gen = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop))
+            while ((gen = atomic_load(&p->claim) >> 32) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->work_cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->stop)) break;
         seen = gen;
-        run_chunk(p, a.index);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->mu);            /* last one out wakes the caller */
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->mu);
-        }
+        run_chunks(p, gen);
     }
     return NULL;
 }
@@ -81,22 +94,19 @@ static void *worker_main(void *arg) {
 slm_pool *slm_pool_new(int n_threads) {
     slm_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->n_threads = n_threads < 1 ? 1 : n_threads;
+    p->n_threads = n_threads < 1 ? 1 : n_threads > 4096 ? 4096 : n_threads;   /* chunk ids: 16 bits */
     pthread_mutex_init(&p->call_mu, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
-    atomic_init(&p->generation, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->claim, 0);
+    atomic_init(&p->done, 0);
     atomic_init(&p->stop, 0);
     if (p->n_threads > 1) {
         p->threads = calloc((size_t)p->n_threads - 1, sizeof(pthread_t));
         if (!p->threads) { free(p); return NULL; }
         for (int i = 1; i < p->n_threads; i++) {
-            worker_arg *a = malloc(sizeof *a);
-            if (a) { a->pool = p; a->index = i; }
-            if (!a || pthread_create(&p->threads[i - 1], NULL, worker_main, a) != 0) {
-                free(a);
+            if (pthread_create(&p->threads[i - 1], NULL, worker_main, p) != 0) {
                 p->n_threads = i;           /* keep the workers that did start */
                 break;
             }
@@ -130,21 +140,25 @@ void slm_parallel_for(slm_pool *pool, int64_t n, slm_range_fn fn, void *ctx) {
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    atomic_store(&p->pending, p->n_threads - 1);
-    pthread_mutex_lock(&p->mu);                  /* so no worker misses the wake-up */
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    p->n_chunks = n < (int64_t)p->n_threads * CHUNKS_PER_THREAD ? n : (int64_t)p->n_threads * CHUNKS_PER_THREAD;
+    atomic_store(&p->done, 0);
+    uint64_t gen = (atomic_load(&p->claim) >> 32) + 1;
+    pthread_mutex_lock(&p->mu);                  /* so no sleeping worker misses the wake-up */
+    atomic_store_explicit(&p->claim, gen << 32 | (uint64_t)p->n_chunks << 16,
+                          memory_order_release);   /* publish the job */
     pthread_cond_broadcast(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
 
     tl_in_pool = 1;
-    run_chunk(p, 0);
+    run_chunks(p, gen);
     tl_in_pool = 0;
 
-    for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->pending, memory_order_acquire); i++)
+    /* chunks claimed by workers may still be running */
+    for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->done, memory_order_acquire) < p->n_chunks; i++)
         cpu_relax();
-    if (atomic_load_explicit(&p->pending, memory_order_acquire)) {
+    if (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_chunks) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->pending)) pthread_cond_wait(&p->done_cv, &p->mu);
+        while (atomic_load(&p->done) < p->n_chunks) pthread_cond_wait(&p->done_cv, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->call_mu);

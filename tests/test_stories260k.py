@@ -64,8 +64,8 @@ def test_quantised_quality(stories_hf, tinystories_text, bits, scheme, max_kl, m
     base = model_from_checkpoint(ckpt, "cpu")
     quantised = model_from_checkpoint(RoundToNearest().apply(ckpt, bits=bits, scheme=scheme), "cpu")
     ids = base.tokenizer.encode(tinystories_text, add_bos=False)[:2000]
-    r = evaluate(quantised, ids=ids, base=base, ctx=256)
-    base_ppl = evaluate(base, ids=ids, ctx=256).ppl
+    r = evaluate(quantised, ids=ids, base=base, ctx=256, score_all=True)
+    base_ppl = evaluate(base, ids=ids, ctx=256, score_all=True).ppl
     print(f"\nstories260K {scheme}: {r}  (f32 ppl {base_ppl:.4f})")
     assert r.tokens >= 1990
     assert r.kl_mean <= max_kl
@@ -74,8 +74,8 @@ def test_quantised_quality(stories_hf, tinystories_text, bits, scheme, max_kl, m
 
 
 def test_f32_perplexity_on_tinystories(stories_hf, tinystories_text):
-    """DATA.md: about 4.1 at context 256."""
+    """DATA.md: about 4.1 at context 256 (llama.cpp's way: second half of each window)."""
     model = slmkit.load(stories_hf)
-    r = evaluate(model, tinystories_text[:60000], ctx=256)
+    r = evaluate(model, tinystories_text[:200000], ctx=256)
     print(f"\nstories260K f32 perplexity: {r}")
-    assert 3.5 < r.ppl < 4.8
+    assert 3.9 < r.ppl < 4.4

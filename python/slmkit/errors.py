@@ -14,4 +14,4 @@ class UnsupportedModelError(SlmkitError, ValueError):
 
 
 class TokenizerError(SlmkitError, ValueError):
-    """A tokenizer file is missing, corrupt or of an unknown kind."""
+    """A tokenizer file is missing, corrupt, unsupported or of an unknown kind (names the file)."""

@@ -1,8 +1,11 @@
 """Judging a model on real text: perplexity, and against a base model the KL divergence of the
 next-token distributions and top-1 agreement (the statistics llama.cpp's perplexity tool reports).
 
-Text is cut into non-overlapping windows of `ctx` tokens; each window starts with BOS (where the
-tokenizer has one) and every position after the first is scored.
+Scoring follows llama.cpp's perplexity tool, so figures compare with what its users know: the
+text is cut into non-overlapping windows of `ctx` tokens, each starting with BOS (where the
+tokenizer has one), and only the second half of each window is scored, so every scored token
+sees at least ctx/2 tokens of context. score_all=True scores every position after BOS instead
+(teacher-forced agreement over a whole text).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import numpy as np
 @dataclass
 class EvalResult:
     ppl: float
-    tokens: int                     # positions scored
+    tokens: int                     # positions scored (the second half of each window)
     kl_mean: float | None = None    # mean KL(base || model) in nats
     kl_p99: float | None = None
     top1: float | None = None       # fraction of positions where both argmaxes agree
@@ -36,27 +39,23 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def windows(ids: list[int], ctx: int, bos_id: int | None, max_tokens: int | None = None):
-    """Non-overlapping windows of ctx tokens (BOS first where there is one)."""
+def windows(ids: list[int], ctx: int, bos_id: int | None, tail: bool = False):
+    """Non-overlapping windows of ctx tokens (BOS first where there is one); with tail, the
+    leftover tokens form one last, shorter window."""
     body = ctx - 1 if bos_id is not None else ctx
-    if body < 2:
+    if ctx < 4:
         raise ValueError(f"context {ctx} is too short to score anything")
-    if max_tokens is not None:
-        ids = ids[:max_tokens]
-    out = []
-    for start in range(0, len(ids) - 1, body):
-        chunk = ids[start:start + body]
-        if len(chunk) < 2:
-            break
-        out.append(([bos_id] if bos_id is not None else []) + list(chunk))
+    starts = range(0, len(ids) - (1 if tail else body - 1), body)
+    out = [([bos_id] if bos_id is not None else []) + list(ids[s:s + body]) for s in starts]
     if not out:
-        raise ValueError(f"the text has {len(ids)} tokens: too few to score")
+        raise ValueError(f"the text has {len(ids)} tokens: fewer than one window of {ctx}; "
+                         f"use a smaller ctx or more text")
     return out
 
 
 def evaluate(model, text: str | None = None, base=None, ctx: int = 512, max_tokens: int | None = None,
-             ids: list[int] | None = None, progress: Callable[[int, int], None] | None = None
-             ) -> EvalResult:
+             ids: list[int] | None = None, progress: Callable[[int, int], None] | None = None,
+             score_all: bool = False) -> EvalResult:
     """Perplexity of `model` on `text` (or pre-tokenised `ids`); with `base`, KL and top-1
     against it. max_tokens caps how many text tokens are used."""
     if ids is None:
@@ -66,14 +65,17 @@ def evaluate(model, text: str | None = None, base=None, ctx: int = 512, max_toke
     bos = model.tokenizer.bos_id
     nll_sum, count = 0.0, 0
     kls, agree = [], 0
-    wins = windows(ids, ctx, bos, max_tokens)
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    wins = windows(ids, ctx, bos, tail=score_all)
     for i, win in enumerate(wins):
-        lp_scored = log_softmax(model.logits(win))[:-1]    # [len-1, vocab], predicts win[1:]
-        targets = np.asarray(win[1:])
+        first = 0 if score_all else ctx // 2                 # llama.cpp: second half only
+        lp_scored = log_softmax(model.logits(win)[first:-1])  # [ctx-1-first, vocab]
+        targets = np.asarray(win[first + 1:])
         nll_sum -= float(lp_scored[np.arange(len(targets)), targets].sum())
         count += len(targets)
         if base is not None:
-            blp = log_softmax(base.logits(win))[:-1]
+            blp = log_softmax(base.logits(win)[first:-1])
             kls.append((np.exp(blp) * (blp - lp_scored)).sum(axis=-1))
             agree += int((blp.argmax(-1) == lp_scored.argmax(-1)).sum())
         if progress:

@@ -24,15 +24,11 @@ def read_checkpoint(path) -> Checkpoint:
 
 def load_tokenizer(path):
     """A Tokenizer from a file or model folder (tokenizer.json, tokenizer.model, llama2.c
-    tokenizer.bin, .gguf, GPT-2 encoder.json/vocab.bpe)."""
-    from .errors import TokenizerError
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise FileNotFoundError(f"no tokenizer at {p}")
-    for name, (can_load, load) in get_registry().tokenizers.items():
-        if can_load(p):
-            return load(p)
-    raise TokenizerError(f"{p}: no tokenizer slmkit can read")
+    tokenizer.bin, .gguf, GPT-2 encoder.json/vocab.bpe), through the registered tokenizer kinds
+    (built-ins and plugins)."""
+    from .tokenizers import TokenizerKind, load_tokenizer as load_with
+    kinds = [TokenizerKind(name, can, load) for name, (can, load) in get_registry().tokenizers.items()]
+    return load_with(Path(path).expanduser(), kinds)
 
 
 def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None = None,

@@ -5,6 +5,12 @@ import heapq
 import re
 
 
+# Control-token texts that end a sequence or a turn in common formats; llama.cpp also stops on these.
+END_OF_TURN_TEXTS = frozenset({
+    "</s>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>",
+    "<end_of_turn>", "<EOT>", "<｜end▁of▁sentence｜>"})
+
+
 def merge_by_score(pieces: list[str], score_of: dict[str, float]) -> list[str]:
     """SentencePiece-style BPE: repeatedly merge the adjacent pair whose concatenation is a vocabulary
     piece with the highest score (ties: the leftmost pair) until no pair is in the vocabulary.

@@ -1,5 +1,5 @@
 """Errors raised while finding or reading a tokenizer."""
+from ..errors import TokenizerError
 
-
-class TokenizerLoadError(ValueError):
-    """A tokenizer file is missing, of an unknown kind, corrupt or unsupported. The message names the file."""
+# The name the tokenizer modules use; the same class as slmkit.errors.TokenizerError.
+TokenizerLoadError = TokenizerError

@@ -14,7 +14,7 @@ from pathlib import Path
 import gguf
 from tokenizers import Regex, Tokenizer as HFBackend, models, pre_tokenizers
 
-from ._text_pieces import SpecialTokenSplitter, byte_level_alphabet, merge_by_score
+from ._text_pieces import END_OF_TURN_TEXTS, SpecialTokenSplitter, byte_level_alphabet, merge_by_score
 from .base import Tokenizer
 from .errors import TokenizerLoadError
 
@@ -59,9 +59,6 @@ PRE_TOKENIZER_NAMES = {
     "gpt-4o": "gpt4o", "llama4": "gpt4o",
 }
 
-# Control-token texts that end a turn in common chat formats; llama.cpp also stops on these.
-_END_OF_TURN_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                      "<|eom_id|>", "<EOT>", "<|end_of_text|>", "<｜end▁of▁sentence｜>"}
 
 
 class GGUFMetadata:
@@ -121,7 +118,7 @@ class GGUFTokenizer(Tokenizer):
         self.bos_id = metadata.scalar("tokenizer.ggml.bos_token_id")
         end_ids = {metadata.scalar(f"tokenizer.ggml.{name}_token_id") for name in ("eos", "eot", "eom")}
         end_ids |= {i for i, text in enumerate(tokens)
-                    if self.token_types[i] == CONTROL and text in _END_OF_TURN_TEXTS}
+                    if self.token_types[i] == CONTROL and text in END_OF_TURN_TEXTS}
         self.eos_ids = frozenset(i for i in end_ids if i is not None and 0 <= i < len(tokens))
         self.unk_id = metadata.scalar("tokenizer.ggml.unknown_token_id")
         self.chat_template = metadata.scalar("tokenizer.chat_template")
@@ -231,7 +228,7 @@ class GGUFTokenizer(Tokenizer):
                 ids.append(token_id)
             else:
                 ids.extend(self.byte_token_ids[byte] for byte in piece.encode("utf-8", "surrogateescape"))
-        return [i for i in ids if i is not None]
+        return [i for i in ids if i is not None]  # None: a vocabulary with neither <0xXX> nor <unk>
 
     # decoding
 
@@ -249,7 +246,9 @@ class GGUFTokenizer(Tokenizer):
         if token_type == USER_DEFINED:
             return text.encode("utf-8", "surrogateescape")  # stored as raw text, not byte-level
         char_to_byte = self.char_to_byte
-        return bytes(char_to_byte[c] if c in char_to_byte else ord(c) & 0xFF for c in text)
+        if all(c in char_to_byte for c in text):
+            return bytes(char_to_byte[c] for c in text)
+        return text.encode("utf-8", "surrogateescape")  # not byte-level text: emit it as it is
 
     def decode(self, ids) -> str:
         text = b"".join(self._token_bytes(int(i)) for i in ids).decode("utf-8", "replace")

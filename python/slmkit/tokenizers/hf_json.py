@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as HFBackend
 
+from ._text_pieces import END_OF_TURN_TEXTS
 from .base import Tokenizer
 from .errors import TokenizerLoadError
 
@@ -81,11 +82,18 @@ def _chat_template_from(folder: Path, tokenizer_config: dict) -> str | None:
     return None
 
 
-def _post_processor_adds(backend: HFBackend, token_id: int) -> bool:
-    """Whether the file's own post-processor puts token_id first (used when no config says)."""
+def _post_processor_prefix(backend: HFBackend) -> int | None:
+    """The token the file's own post-processor puts first (its BOS), if any; used when no config says."""
     with_special = backend.encode("a", add_special_tokens=True).ids
     without = backend.encode("a", add_special_tokens=False).ids
-    return bool(with_special) and with_special[0] == token_id and (not without or without[0] != token_id)
+    if len(with_special) > len(without) and with_special[1:1 + len(without)] == without:
+        return with_special[0]
+    return None
+
+
+def _special_added_tokens(backend: HFBackend) -> dict[str, int]:
+    return {token.content: token_id for token_id, token in backend.get_added_tokens_decoder().items()
+            if token.special}
 
 
 def load_hf_json(path) -> HFTokenizer:
@@ -112,16 +120,22 @@ def load_hf_json(path) -> HFTokenizer:
                 bos_id = ids[0]
                 break
 
+    prefix_id = _post_processor_prefix(backend)
+    if bos_id is None:
+        bos_id = prefix_id
+
     eos_ids: set[int] = set()
     eos_text = _token_text(tokenizer_config.get("eos_token"))
     if eos_text and backend.token_to_id(eos_text) is not None:
         eos_ids.add(backend.token_to_id(eos_text))
     for name in ("config.json", "generation_config.json"):
         eos_ids.update(_as_id_list(configs[name].get("eos_token_id")))
+    if not eos_ids:  # a bare tokenizer.json: fall back to well-known end tokens among its specials
+        eos_ids = {i for text, i in _special_added_tokens(backend).items() if text in END_OF_TURN_TEXTS}
 
     add_bos = tokenizer_config.get("add_bos_token")
     if not isinstance(add_bos, bool):
-        add_bos = bos_id is not None and _post_processor_adds(backend, bos_id)
+        add_bos = bos_id is not None and prefix_id == bos_id
 
     return HFTokenizer(backend, bos_id=bos_id, eos_ids=eos_ids, add_bos=add_bos,
                        chat_template=_chat_template_from(folder, tokenizer_config))
