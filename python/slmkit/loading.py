@@ -13,7 +13,8 @@ def read_checkpoint(path) -> Checkpoint:
     """The Checkpoint in a file or folder, read by whichever registered format claims it."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"no model at {p}")
+        from . import hub
+        p = hub.resolve_model(path)     # a catalogue name -> its cached file (pulled if absent)
     for name, (can_read, read) in get_registry().formats.items():
         if can_read(p):
             return read(p)
@@ -42,14 +43,21 @@ def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None =
     if tok is None:
         raise ModelFormatError(f"{ckpt.source}: no tokenizer found beside the model; pass tokenizer=")
     if isinstance(tok, (str, Path)):
-        tok = load_tokenizer(tok)
+        reader = ckpt.extra.get("gguf_reader")
+        if reader is not None and str(tok) == ckpt.source:
+            # The model file is its own tokenizer and is already parsed: don't parse it twice.
+            from .tokenizers.gguf_vocab import GGUFTokenizer
+            tok = GGUFTokenizer.from_reader(reader, source=str(tok))
+        else:
+            tok = load_tokenizer(tok)
     return Model(ckpt, arch_cls(ckpt, be), tok, be)
 
 
 def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None) -> Model:
     """Load a model for generation and scoring.
 
-    path      a Hugging Face folder, an slmkit quantised folder, a .gguf or a llama2.c .bin
+    path      a Hugging Face folder, an slmkit quantised folder, a .gguf or a llama2.c .bin, or
+              a catalogue name (e.g. "smollm2-135m-instruct"), downloaded on first use
     backend   "cpu" (C kernels) or "numpy" (float64 reference), or a plugin's backend
     threads   worker threads for the cpu backend (default: SLMKIT_THREADS or physical cores)
     tokenizer a Tokenizer or a path to one (default: the one beside or inside the model)

@@ -1,4 +1,4 @@
-"""Built-in model formats: Hugging Face folders (and slmkit's quantised ones), llama2.c files."""
+"""Built-in model formats: Hugging Face folders (and slmkit's quantised ones), llama2.c files, GGUF files."""
 from pathlib import Path
 
 from ..hookspecs import hookimpl
@@ -25,7 +25,18 @@ def _llama2c_read(path):
     return read_llama2c(path)
 
 
+def _gguf_can(path):
+    from ..formats.gguf import is_gguf_file
+    return is_gguf_file(path)
+
+
+def _gguf_read(path):
+    from ..formats.gguf import read_gguf
+    return read_gguf(path)
+
+
 @hookimpl
 def slmkit_register_formats(register):
     register("hf", _hf_can, _hf_read)
     register("llama2c", _llama2c_can, _llama2c_read)
+    register("gguf", _gguf_can, _gguf_read)
