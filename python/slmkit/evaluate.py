@@ -45,7 +45,7 @@ def windows(ids: list[int], ctx: int, bos_id: int | None, tail: bool = False):
     body = ctx - 1 if bos_id is not None else ctx
     if ctx < 4:
         raise ValueError(f"context {ctx} is too short to score anything")
-    starts = range(0, len(ids) - (1 if tail else body - 1), body)
+    starts = range(0, len(ids) - (0 if tail else body - 1), body)
     out = [([bos_id] if bos_id is not None else []) + list(ids[s:s + body]) for s in starts]
     if not out:
         raise ValueError(f"the text has {len(ids)} tokens: fewer than one window of {ctx}; "

@@ -1,0 +1,56 @@
+"""Perplexity, KL and top-1 against a direct float64 computation on a random model."""
+import numpy as np
+import pytest
+
+from slmkit.evaluate import evaluate, windows
+from slmkit.loading import model_from_checkpoint
+from utils import random_checkpoint
+
+
+def direct(model, base, ids, ctx, score_all):
+    """The statistics computed the plain way, window by window."""
+    nll, kls, agree = [], [], []
+    body = ctx - 1
+    starts = range(0, len(ids) - (0 if score_all else body - 1), body)
+    for s in starts:
+        win = [1] + ids[s:s + body]
+        first = 0 if score_all else ctx // 2
+        lp = model.logits(win).astype(np.float64)
+        lp = lp - np.log(np.exp(lp - lp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - lp.max(-1, keepdims=True)
+        bp = base.logits(win).astype(np.float64)
+        bp = bp - np.log(np.exp(bp - bp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - bp.max(-1, keepdims=True)
+        for pos in range(first, len(win) - 1):
+            nll.append(-lp[pos, win[pos + 1]])
+            kls.append(float((np.exp(bp[pos]) * (bp[pos] - lp[pos])).sum()))
+            agree.append(lp[pos].argmax() == bp[pos].argmax())
+    return np.exp(np.mean(nll)), np.mean(kls), np.percentile(kls, 99), np.mean(agree), len(nll)
+
+
+@pytest.mark.parametrize("score_all", [False, True])
+def test_statistics_match_direct_computation(score_all):
+    base = model_from_checkpoint(random_checkpoint(seed=1), "numpy")
+    other = model_from_checkpoint(random_checkpoint(seed=2), "numpy")
+    ids = list(np.random.default_rng(0).integers(3, 259, size=150))
+    r = evaluate(other, ids=ids, base=base, ctx=32, score_all=score_all)
+    ppl, kl, p99, top1, n = direct(other, base, ids, 32, score_all)
+    assert r.tokens == n
+    assert r.ppl == pytest.approx(ppl, rel=1e-9)
+    assert r.kl_mean == pytest.approx(kl, rel=1e-9)
+    assert r.kl_p99 == pytest.approx(p99, rel=1e-9)
+    assert r.top1 == pytest.approx(top1)
+
+
+def test_same_model_has_zero_kl():
+    m = model_from_checkpoint(random_checkpoint(seed=1), "numpy")
+    r = evaluate(m, text="the quick brown fox jumps over the lazy dog " * 4, base=m, ctx=32)
+    assert r.kl_mean == pytest.approx(0, abs=1e-12) and r.top1 == 1.0
+
+
+def test_windows_and_errors():
+    assert windows(list(range(10, 20)), 4, bos_id=1) == [[1, 10, 11, 12], [1, 13, 14, 15], [1, 16, 17, 18]]
+    assert windows(list(range(10, 20)), 4, bos_id=1, tail=True)[-1] == [1, 19]
+    m = model_from_checkpoint(random_checkpoint(seed=1), "numpy")
+    with pytest.raises(ValueError, match="fewer than one window"):
+        evaluate(m, text="hi", ctx=32)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(m, text="", ctx=32)
