@@ -11,11 +11,11 @@
 
 /* Quantise one activation row x[k] to ceil(k/32) blocks y (tail zero-padded). Every variant
  * must give bit-identical blocks, so that SIMD and reference results can be compared tightly. */
-typedef void (*slm_quantize_act_fn)(const float *x, block_q8_1 *y, int64_t k);
+typedef void (*slm_quantize_act_fn)(const float *x, block_q8x2 *y, int64_t k);
 
 /* y[i*ys + j] = dot(x row i, w row j) for i < m, j < n.
  *   w: n rows of ws bytes in the weight type; x: m rows of xs bytes, float32 [k] for float
- *   weights or block_q8_1 [ceil(k/32)] for quantised weights. */
+ *   weights or block_q8x2 [ceil(k/32)] for quantised weights. */
 typedef void (*slm_gemm_fn)(const void *w, size_t ws, const void *x, size_t xs,
                             float *y, size_t ys, int64_t m, int64_t n, int64_t k);
 

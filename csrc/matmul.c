@@ -11,9 +11,11 @@
 
 /* ---- reference kernels ------------------------------------------------------------------- */
 
-/* Activation quantisation. Uses nearbyintf (round half to even), like the SIMD round
- * instructions, so all variants produce the same bits. */
-static void quantize_act_generic(const float *x, block_q8_1 *y, int64_t k) {
+/* Activation quantisation, two levels (see block_q8x2). t = x / (amax/127) is rounded to qh;
+ * t - qh is exact in float, and so is its product with 256, so ql = round(256 * (t - qh)) has no
+ * rounding step that a compiler could fuse differently. nearbyintf rounds half to even, like the
+ * SIMD round instructions, so all variants produce the same bits. */
+static void quantize_act_generic(const float *x, block_q8x2 *y, int64_t k) {
     for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
         float v[QK];                                  /* [32] block, zero-padded past k */
         for (int j = 0; j < QK; j++) v[j] = b * QK + j < k ? x[b * QK + j] : 0.0f;
@@ -22,12 +24,15 @@ static void quantize_act_generic(const float *x, block_q8_1 *y, int64_t k) {
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int sum = 0;
         for (int j = 0; j < QK; j++) {
-            int q = (int)nearbyintf(v[j] * id);
-            y[b].qs[j] = (int8_t)q;
-            sum += q;
+            float t = v[j] * id, h = nearbyintf(t);
+            int l = (int)nearbyintf((t - h) * 256.0f);
+            l = l > 127 ? 127 : l < -127 ? -127 : l;  /* |t - h| <= 1/2: only +-128 clips */
+            y[b].qh[j] = (int8_t)h;
+            y[b].ql[j] = (int8_t)l;
+            sum += 256 * (int)h + l;
         }
-        y[b].d = d;
-        y[b].s = d * (float)sum;
+        y[b].d = d * (1.0f / 256.0f);
+        y[b].s = y[b].d * (float)sum;
     }
 }
 
@@ -49,37 +54,44 @@ static float dot_bf16_generic(const uint16_t *w, const float *x, int64_t k) {
     return sum;
 }
 
-static float dot_q8_0_generic(const block_q8_0 *w, const block_q8_1 *x, int64_t nb) {
+/* Integer dot of one weight block (32 values w[j], as ints) with a block_q8x2. */
+#define DOT_Q8X2(wj, xb, isum)                                                                  \
+    do {                                                                                        \
+        int hi_ = 0, lo_ = 0;                                                                   \
+        for (int j = 0; j < QK; j++) { hi_ += (wj) * (xb).qh[j]; lo_ += (wj) * (xb).ql[j]; }    \
+        (isum) = 256 * hi_ + lo_;                                                               \
+    } while (0)
+
+/* Q4 value j of a block: low nibbles hold elements 0..15, high nibbles 16..31. */
+#define NIBBLE(qs, j) ((j) < QK / 2 ? (qs)[j] & 15 : (qs)[(j) - QK / 2] >> 4)
+
+static float dot_q8_0_generic(const block_q8_0 *w, const block_q8x2 *x, int64_t nb) {
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        int isum = 0;
-        for (int j = 0; j < QK; j++) isum += w[b].qs[j] * x[b].qs[j];
+        int isum;
+        DOT_Q8X2(w[b].qs[j], x[b], isum);
         sum += slm_fp16_to_fp32(w[b].d) * x[b].d * (float)isum;
     }
     return sum;
 }
 
-static float dot_q4_0_generic(const block_q4_0 *w, const block_q8_1 *x, int64_t nb) {
+static float dot_q4_0_generic(const block_q4_0 *w, const block_q8x2 *x, int64_t nb) {
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        int isum = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            isum += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
-            isum += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + QK / 2];
-        }
-        sum += slm_fp16_to_fp32(w[b].d) * x[b].d * (float)isum;
+        int isum;
+        DOT_Q8X2(NIBBLE(w[b].qs, j), x[b], isum);
+        /* sum_j d*(q_j - 8) * x_j = d*dx*isum - 8*d*s */
+        float d = slm_fp16_to_fp32(w[b].d);
+        sum += d * x[b].d * (float)isum + -8.0f * d * x[b].s;
     }
     return sum;
 }
 
-static float dot_q4_1_generic(const block_q4_1 *w, const block_q8_1 *x, int64_t nb) {
+static float dot_q4_1_generic(const block_q4_1 *w, const block_q8x2 *x, int64_t nb) {
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        int isum = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            isum += (w[b].qs[j] & 15) * x[b].qs[j];
-            isum += (w[b].qs[j] >> 4) * x[b].qs[j + QK / 2];
-        }
+        int isum;
+        DOT_Q8X2(NIBBLE(w[b].qs, j), x[b], isum);
         /* sum_j (d*q_j + m) * x_j = d*dx*isum + m*s */
         sum += slm_fp16_to_fp32(w[b].d) * x[b].d * (float)isum + slm_fp16_to_fp32(w[b].m) * x[b].s;
     }
@@ -99,9 +111,9 @@ static float dot_q4_1_generic(const block_q4_1 *w, const block_q8_1 *x, int64_t 
 GEMM_GENERIC(f32, float, float, k)
 GEMM_GENERIC(f16, uint16_t, float, k)
 GEMM_GENERIC(bf16, uint16_t, float, k)
-GEMM_GENERIC(q8_0, block_q8_0, block_q8_1, (k + QK - 1) / QK)
-GEMM_GENERIC(q4_0, block_q4_0, block_q8_1, (k + QK - 1) / QK)
-GEMM_GENERIC(q4_1, block_q4_1, block_q8_1, (k + QK - 1) / QK)
+GEMM_GENERIC(q8_0, block_q8_0, block_q8x2, (k + QK - 1) / QK)
+GEMM_GENERIC(q4_0, block_q4_0, block_q8x2, (k + QK - 1) / QK)
+GEMM_GENERIC(q4_1, block_q4_1, block_q8x2, (k + QK - 1) / QK)
 
 const slm_kernels slm_kernels_generic = {
     .name = "generic",
@@ -120,14 +132,14 @@ typedef struct {
     slm_gemm_fn gemm;
     const uint8_t *w;     /* [n, ws] weights */
     size_t ws;
-    const uint8_t *x;     /* [m, xs] activations: float rows or quantised block_q8_1 rows */
+    const uint8_t *x;     /* [m, xs] activations: float rows or quantised block_q8x2 rows */
     size_t xs;
     float *y;             /* [m, n] output */
     int64_t m, n, k;
     int64_t n_units;      /* tasks along n (N_UNIT weight rows each) */
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
     const float *xf;      /* [m, k] float activations (for parallel quantisation) */
-    block_q8_1 *xq;       /* [m, nb] quantised activations */
+    block_q8x2 *xq;       /* [m, nb] quantised activations */
 } matmul_ctx;
 
 static void quantize_rows_task(void *p, int64_t r0, int64_t r1) {
@@ -174,13 +186,13 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
     int quantised = wtype == SLM_Q8_0 || wtype == SLM_Q4_0 || wtype == SLM_Q4_1;
     if (quantised) {
         int64_t nb = (k + QK - 1) / QK;
-        size_t bytes = (size_t)m * (size_t)nb * sizeof(block_q8_1);
+        size_t bytes = (size_t)m * (size_t)nb * sizeof(block_q8x2);
         c.xq = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);     /* [m, nb] */
         if (!c.xq) return SLM_E_NOMEM;
         if (m >= 8) slm_parallel_for(pool, m, quantize_rows_task, &c);
         else quantize_rows_task(&c, 0, m);
         c.x = (const uint8_t *)c.xq;
-        c.xs = (size_t)nb * sizeof(block_q8_1);
+        c.xs = (size_t)nb * sizeof(block_q8x2);
     }
 
     /* Split over n first (every thread streams its own weights); split over m as well only

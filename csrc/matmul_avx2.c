@@ -48,9 +48,18 @@ AI int hsum8i(__m256i v) {
 
 /* ---- activation quantisation (bit-identical to quantize_act_generic) --------------------- */
 
-static void quantize_act_avx2(const float *x, block_q8_1 *y, int64_t k) {
-    const __m256 signbit = _mm256_set1_ps(-0.0f);
+/* Packs 4 x 8 int32 to 32 int8 in element order (saturating). */
+AI __m256i pack32_epi8(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);   /* undo packs' lane mix */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    return _mm256_permutevar8x32_epi32(p, order);
+}
+
+static void quantize_act_avx2(const float *x, block_q8x2 *y, int64_t k) {
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    const __m256 fine = _mm256_set1_ps(256.0f);
+    const __m256i lim = _mm256_set1_epi8(-127);
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
         float buf[QK];                            /* [32] zero-padded tail block */
         const float *v = x + b * QK;
@@ -58,23 +67,27 @@ static void quantize_act_avx2(const float *x, block_q8_1 *y, int64_t k) {
             for (int j = 0; j < QK; j++) buf[j] = b * QK + j < k ? v[j] : 0.0f;
             v = buf;
         }
-        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-        __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
-        __m256 am = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signbit, v0), _mm256_andnot_ps(signbit, v1)),
-                                  _mm256_max_ps(_mm256_andnot_ps(signbit, v2), _mm256_andnot_ps(signbit, v3)));
+        __m256 vv[4];                             /* [4] x 8 values */
+        for (int u = 0; u < 4; u++) vv[u] = _mm256_loadu_ps(v + 8 * u);
+        __m256 am = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signbit, vv[0]), _mm256_andnot_ps(signbit, vv[1])),
+                                  _mm256_max_ps(_mm256_andnot_ps(signbit, vv[2]), _mm256_andnot_ps(signbit, vv[3])));
         float amax = hmax8(am);
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         const __m256 mul = _mm256_set1_ps(id);
-        const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), rnd));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), rnd));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), rnd));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), rnd));
-        int sum = hsum8i(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-        _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(p, order));
-        y[b].d = d;
-        y[b].s = d * (float)sum;
+        __m256i ih[4], il[4];                     /* [4] x 8 coarse and fine values */
+        for (int u = 0; u < 4; u++) {
+            __m256 t = _mm256_mul_ps(vv[u], mul), h = _mm256_round_ps(t, rnd);
+            ih[u] = _mm256_cvtps_epi32(h);
+            il[u] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(t, h), fine), rnd));
+        }
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(ih[0], ih[1]), _mm256_add_epi32(ih[2], ih[3]));
+        _mm256_storeu_si256((__m256i *)y[b].qh, pack32_epi8(ih[0], ih[1], ih[2], ih[3]));
+        __m256i ql = _mm256_max_epi8(pack32_epi8(il[0], il[1], il[2], il[3]), lim);   /* -128 -> -127 */
+        _mm256_storeu_si256((__m256i *)y[b].ql, ql);
+        /* sum of the clipped fine values: widen the 32 bytes through a signed madd */
+        __m256i lsum = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), ql), _mm256_set1_epi16(1));
+        y[b].d = d * (1.0f / 256.0f);
+        y[b].s = y[b].d * (float)(256 * hsum8i(sum) + hsum8i(lsum));
     }
 }
 
@@ -116,12 +129,13 @@ AI void ftile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const uint8_t
         }
 }
 
-/* ---- quantised weights (Q8_0, Q4_0, Q4_1) x block_q8_1 activations --------------------- */
+/* ---- quantised weights (Q8_0, Q4_0, Q4_1) x block_q8x2 activations --------------------- */
 
 /* y[MR, NR] tile over nb blocks; x rows are xsb blocks apart. */
-AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const block_q8_1 *x, size_t xsb,
+AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const block_q8x2 *x, size_t xsb,
               float *y, size_t ys, int64_t nb) {
     const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i fine = _mm256_set1_epi16(256);
     const __m256i low4 = _mm256_set1_epi8(15);
     __m256 acc[4][4];                              /* [MR][NR] accumulators */
     __m128 off[4];                                 /* [NR] Q4 offset sums, lane i = x row i */
@@ -156,13 +170,22 @@ AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const block_q
             }
         }
         for (int i = 0; i < MR; i++) {
-            const block_q8_1 *bx = x + i * xsb + b;
-            __m256i xq = _mm256_loadu_si256((const __m256i *)bx->qs);
+            const block_q8x2 *bx = x + i * xsb + b;
+            __m256i xh = _mm256_loadu_si256((const __m256i *)bx->qh);
+            __m256i xl = _mm256_loadu_si256((const __m256i *)bx->ql);
             __m256 dx = _mm256_set1_ps(bx->d);
             for (int j = 0; j < NR; j++) {
-                __m256i p = wt == SLM_Q8_0 ? _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xq, wq[j]))
-                                           : _mm256_maddubs_epi16(wq[j], xq);
-                __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                __m256i ph, pl;                    /* int16 pair sums of w * qh and w * ql */
+                if (wt == SLM_Q8_0) {
+                    ph = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xh, wq[j]));
+                    pl = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xl, wq[j]));
+                } else {
+                    ph = _mm256_maddubs_epi16(wq[j], xh);
+                    pl = _mm256_maddubs_epi16(wq[j], xl);
+                }
+                /* 256 * ph + pl, summed to int32 lanes */
+                __m256i p = _mm256_add_epi32(_mm256_madd_epi16(ph, fine), _mm256_madd_epi16(pl, ones));
+                __m256 s = _mm256_cvtepi32_ps(p);
                 acc[i][j] = _mm256_fmadd_ps(s, _mm256_mul_ps(dx, dw[j]), acc[i][j]);
             }
         }
@@ -221,9 +244,9 @@ AI void gemm_float(int wt, const void *w, size_t ws, const void *x, size_t xs, f
 AI void gemm_quant(int wt, const void *w, size_t ws, const void *x, size_t xs, float *y,
                    size_t ys, int64_t m, int64_t n, int64_t k) {
     int64_t nb = (k + QK - 1) / QK;
-    size_t xsb = xs / sizeof(block_q8_1);
+    size_t xsb = xs / sizeof(block_q8x2);
 #define QTILE(MR, NR) qtile(wt, MR, NR, (const uint8_t *)w + j * ws, ws, \
-                            (const block_q8_1 *)x + i0 * xsb, xsb, y + i0 * ys + j, ys, nb)
+                            (const block_q8x2 *)x + i0 * xsb, xsb, y + i0 * ys + j, ys, nb)
     WALK(QTILE)
 #undef QTILE
 }

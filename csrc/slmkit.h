@@ -77,7 +77,9 @@ int slm_physical_cores(void);
 /* ---- matmul --------------------------------------------------------------------------------- */
 
 /* y[m, n] = x[m, k] @ W[n, k]^T, W stored in wtype. For quantised W the rows of x are quantised
- * on the fly to int8 blocks and the dot products run in integers. pool may be NULL (one thread).
+ * on the fly to two-level int8 blocks (x ~ d * (256 * qh + ql) per 32 values, about 15 bits,
+ * so outlier channels do not wipe out the small values of their block) and the dot products
+ * run in integers. pool may be NULL (one thread).
  * y must not alias x. */
 int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                int64_t m, int64_t n, int64_t k);
