@@ -115,11 +115,39 @@ GEMM_GENERIC(q8_0, block_q8_0, block_q8x2, (k + QK - 1) / QK)
 GEMM_GENERIC(q4_0, block_q4_0, block_q8x2, (k + QK - 1) / QK)
 GEMM_GENERIC(q4_1, block_q4_1, block_q8x2, (k + QK - 1) / QK)
 
+/* ---- probes (plain C; the compiler may vectorise them) -------------------------------------- */
+
+static uint64_t probe_read_generic(const void *p, size_t bytes) {
+    const uint64_t *v = p;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < bytes / 8; i += 4) { a ^= v[i]; b ^= v[i + 1]; c ^= v[i + 2]; d ^= v[i + 3]; }
+    return a ^ b ^ c ^ d;
+}
+
+static int64_t probe_int8_generic(int64_t iters) {
+    uint8_t w[QK];                                /* [32] */
+    int8_t x[PROBE_INT8_DOTS][QK];                /* [8][32] */
+    int32_t acc[PROBE_INT8_DOTS] = {0};
+    for (int j = 0; j < QK; j++) {
+        w[j] = (uint8_t)(j & 15);
+        for (int u = 0; u < PROBE_INT8_DOTS; u++) x[u][j] = (int8_t)(j - u);
+    }
+    for (int64_t it = 0; it < iters; it++) {
+        __asm__ volatile("" : : "r"(x) : "memory");       /* x may have changed: no hoisting */
+        for (int u = 0; u < PROBE_INT8_DOTS; u++)
+            for (int j = 0; j < QK; j++) acc[u] += w[j] * x[u][j];
+    }
+    int64_t s = 0;
+    for (int u = 0; u < PROBE_INT8_DOTS; u++) s += acc[u];
+    return s;
+}
+
 const slm_kernels slm_kernels_generic = {
     .name = "generic",
     .quantize_act = quantize_act_generic,
     .gemm_f32 = gemm_f32_generic, .gemm_f16 = gemm_f16_generic, .gemm_bf16 = gemm_bf16_generic,
     .gemm_q8_0 = gemm_q8_0_generic, .gemm_q4_0 = gemm_q4_0_generic, .gemm_q4_1 = gemm_q4_1_generic,
+    .probe_read = probe_read_generic, .probe_int8 = probe_int8_generic,
 };
 
 /* ---- driver ------------------------------------------------------------------------------ */

@@ -263,9 +263,45 @@ GEMM_AVX2(q8_0, SLM_Q8_0, gemm_quant)
 GEMM_AVX2(q4_0, SLM_Q4_0, gemm_quant)
 GEMM_AVX2(q4_1, SLM_Q4_1, gemm_quant)
 
+/* ---- probes ------------------------------------------------------------------------------- */
+
+static uint64_t probe_read_avx2(const void *p, size_t bytes) {
+    const __m256i *v = p;
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i < bytes / 32; i += 4) {
+        a = _mm256_xor_si256(a, _mm256_load_si256(v + i));
+        b = _mm256_xor_si256(b, _mm256_load_si256(v + i + 1));
+        c = _mm256_xor_si256(c, _mm256_load_si256(v + i + 2));
+        d = _mm256_xor_si256(d, _mm256_load_si256(v + i + 3));
+    }
+    __m256i r = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(r, 0) ^ (uint64_t)_mm256_extract_epi64(r, 3);
+}
+
+/* The int8 dot step every quantised kernel here is built from: maddubs (u8 x s8 -> pairs of
+ * int16), madd by ones (-> int32), add. 32 multiply-adds, 64 ops. */
+static int64_t probe_int8_avx2(int64_t iters) {
+    _Static_assert(PROBE_INT8_DOTS == 8, "probe_int8_avx2 is unrolled for 8 dots");
+    const __m256i ones = _mm256_set1_epi16(1), w = _mm256_set1_epi8(7);
+    /* named registers, not arrays: 8 accumulators + 4 inputs + 2 constants fit in 16 ymm */
+    __m256i x0 = _mm256_set1_epi8(1), x1 = _mm256_set1_epi8(2), x2 = _mm256_set1_epi8(3), x3 = _mm256_set1_epi8(4);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+#define DOT(acc, xv) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), ones))
+    for (int64_t it = 0; it < iters; it++) {
+        __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));   /* no hoisting */
+        DOT(a0, x0); DOT(a1, x1); DOT(a2, x2); DOT(a3, x3);
+        DOT(a4, x0); DOT(a5, x1); DOT(a6, x2); DOT(a7, x3);
+    }
+#undef DOT
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
+                                 _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7)));
+    return hsum8i(s);
+}
+
 const slm_kernels slm_kernels_avx2 = {
     .name = "avx2",
     .quantize_act = quantize_act_avx2,
     .gemm_f32 = gemm_f32_avx2, .gemm_f16 = gemm_f16_avx2, .gemm_bf16 = gemm_bf16_avx2,
     .gemm_q8_0 = gemm_q8_0_avx2, .gemm_q4_0 = gemm_q4_0_avx2, .gemm_q4_1 = gemm_q4_1_avx2,
+    .probe_read = probe_read_avx2, .probe_int8 = probe_int8_avx2,
 };

@@ -84,6 +84,18 @@ int slm_physical_cores(void);
 int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                int64_t m, int64_t n, int64_t k);
 
+/* ---- machine-limit probes (for benchmarks: kernel speed as a fraction of these) ----------- */
+
+/* Streaming-read bandwidth in GB/s: the pool's threads read disjoint parts of a buffer of
+ * `bytes` (make it much larger than the last-level cache) with the active variant's widest
+ * loads; best of `reps` passes. Returns a negative SLM_E* code on failure. */
+double slm_probe_read_gbps(slm_pool *pool, int64_t bytes, int reps);
+
+/* Peak int8 dot-product rate in GOPS (2 ops per multiply-add), all pool threads together: each
+ * runs `iters` rounds of independent u8 x s8 -> int32 dot steps (on AVX2: maddubs + madd + add
+ * per 32 products). Best of `reps`. */
+double slm_probe_int8_gops(slm_pool *pool, int64_t iters, int reps);
+
 /* ---- norms, activations, elementwise -------------------------------------------------------- */
 
 /* out[m, d] = x / sqrt(mean(x^2) + eps) * weight, per row. out may alias x. */

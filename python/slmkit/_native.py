@@ -122,6 +122,22 @@ def _pool_ptr(pool: Pool | None):
     return ffi.NULL if pool is None else pool.ptr
 
 
+# ---- machine-limit probes (benchmarks) -------------------------------------------------------
+
+def probe_read_gbps(pool: Pool | None = None, nbytes: int = 256 << 20, reps: int = 3) -> float:
+    """Streaming-read bandwidth in GB/s over a buffer of nbytes (keep it far above the L3)."""
+    r = lib.slm_probe_read_gbps(_pool_ptr(pool), int(nbytes), int(reps))
+    _check(int(r) if r < 0 else 0, "probe_read_gbps")
+    return float(r)
+
+
+def probe_int8_gops(pool: Pool | None = None, iters: int = 2_000_000, reps: int = 3) -> float:
+    """Peak int8 dot-product rate in GOPS (2 ops per multiply-add), all pool threads."""
+    r = lib.slm_probe_int8_gops(_pool_ptr(pool), int(iters), int(reps))
+    _check(int(r) if r < 0 else 0, "probe_int8_gops")
+    return float(r)
+
+
 # ---- ops -----------------------------------------------------------------------------------
 
 def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | None = None,

@@ -1,0 +1,34 @@
+"""Helpers shared by the benchmark files (a plain module: a second conftest import would clash
+with tests/conftest.py when both folders run in one session)."""
+from slmkit import _native as nat
+
+THREADS = sorted({1, max(1, nat.physical_cores())})
+
+_pools = {}
+
+
+def pool(threads: int) -> nat.Pool:
+    """One pool per thread count for the whole session (pools are not created per call)."""
+    if threads not in _pools:
+        _pools[threads] = nat.Pool(threads)
+    return _pools[threads]
+
+
+class Limits:
+    """Streaming-read GB/s and int8 GOPS per thread count, measured on first use."""
+
+    def __init__(self):
+        self._read, self._int8 = {}, {}
+
+    def read_gbps(self, threads: int) -> float:
+        if threads not in self._read:
+            self._read[threads] = nat.probe_read_gbps(pool(threads), 256 << 20, reps=5)
+        return self._read[threads]
+
+    def int8_gops(self, threads: int) -> float:
+        if threads not in self._int8:
+            self._int8[threads] = nat.probe_int8_gops(pool(threads), 2_000_000, reps=5)
+        return self._int8[threads]
+
+
+limits = Limits()

@@ -1,0 +1,79 @@
+"""Benchmarks of slm_matmul (pytest-benchmark): every weight format x decode (m=1) and prefill
+(m=512) on the linear shapes of SmolLM2-135M and Qwen2.5-0.5B (random weights), plus the
+machine-limit probes they are judged against.
+
+extra_info of each case: GOPS (2*m*n*k / s), GB/s (weight bytes / s), and the fraction of the
+limit that bounds it, measured in the same run: decode against streaming-read bandwidth,
+prefill of int8-quantised formats against the int8 dot peak (see benchmarks/README.md).
+
+With benchmarks disabled (the normal test run) each case runs once, on a slice of the shape
+(n <= 128 weight rows, m <= 8 rows: same k, same code paths) and checks the result against
+numpy float64, so the whole file stays a few-second correctness check.
+"""
+import numpy as np
+import pytest
+
+from bench_utils import THREADS, pool
+from slmkit import _native as nat
+
+SHAPES = {   # (k, n) of the linear layers
+    "smollm2-135m": [(576, 576), (576, 192), (576, 1536), (1536, 576), (576, 49152)],
+    "qwen2.5-0.5b": [(896, 896), (896, 128), (896, 4864), (4864, 896)],
+}
+CASES = [(model, k, n) for model, shapes in SHAPES.items() for k, n in shapes]
+FORMATS = ["q8_0", "q4_0", "q4_1", "f16", "f32"]
+MS = [1, 512]                                            # decode, prefill
+REL_TOL = {"q8_0": 2e-3, "q4_0": 2e-3, "q4_1": 2e-3, "f16": 1e-5, "f32": 1e-5}
+
+
+def make(k, n, m, fmt, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.05)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    return nat.quantize(w, fmt), x
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("m", MS, ids=lambda m: f"m{m}")
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("model,k,n", CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CASES])
+def test_bench_matmul(benchmark, limits, model, k, n, fmt, m, threads):
+    if benchmark.disabled:                   # correctness run: a slice of the shape, once
+        n, m = min(n, 128), min(m, 8)
+    raw, x = make(k, n, m, fmt)
+    out = np.empty((m, n), np.float32)
+    benchmark.group = f"matmul {model} k={k} n={n} m={m}"
+    benchmark.extra_info.update(kernel=nat.kernel_name(), threads=threads, format=fmt)
+    benchmark(nat.matmul, x, raw, fmt, n, k, pool(threads), out)
+
+    ref = x.astype(np.float64) @ nat.dequantize(raw, fmt, k).astype(np.float64).T
+    err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert err < REL_TOL[fmt], err
+    if benchmark.disabled:
+        return
+    s = benchmark.stats.stats.median
+    gops, gbps = 2 * m * n * k / s / 1e9, raw.nbytes / s / 1e9
+    info = benchmark.extra_info
+    info.update(GOPS=round(gops, 2), GBps=round(gbps, 2))
+    if m == 1:
+        info["read_GBps"] = round(limits.read_gbps(threads), 2)
+        info["frac_read_bw"] = round(gbps / info["read_GBps"], 3)
+    elif fmt in ("q8_0", "q4_0", "q4_1"):
+        info["int8_GOPS"] = round(limits.int8_gops(threads), 2)
+        info["frac_int8_peak"] = round(gops / info["int8_GOPS"], 3)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_bench_probe_read(benchmark, threads):
+    """Streaming reads of 256 MB (far above any L3); the decode bound."""
+    size = 4 << 20 if benchmark.disabled else 256 << 20
+    assert benchmark(nat.probe_read_gbps, pool(threads), size, 1) > 0
+    benchmark.extra_info.update(kernel=nat.kernel_name(), threads=threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_bench_probe_int8(benchmark, threads):
+    """Independent maddubs + madd + add steps on every thread; the prefill bound."""
+    iters = 1000 if benchmark.disabled else 2_000_000
+    assert benchmark(nat.probe_int8_gops, pool(threads), iters, 1) > 0
+    benchmark.extra_info.update(kernel=nat.kernel_name(), threads=threads)
