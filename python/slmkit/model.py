@@ -62,3 +62,55 @@ class Model:
         eos = self.tokenizer.eos_ids
         return [t for t in stream_tokens(self, self._prompt_ids(prompt), max_new_tokens, params)
                 if t not in eos]
+
+    # ---- chat ---------------------------------------------------------------------------------
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True, tokenize: bool = False,
+                            template: str | None = None, **extra):
+        """The prompt for a conversation, rendered with the model's chat template (or template=):
+        text, or token ids when tokenize (special-token text in the rendering becomes control
+        tokens; BOS is added per the vocabulary's flag unless the template wrote it already).
+        messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
+        from .chat import ChatTemplateError, render
+        template = template or self.tokenizer.chat_template
+        if not template:
+            raise ChatTemplateError(
+                f"{self.checkpoint.source}: the model has no chat template (tokenizer_config.json "
+                f"'chat_template' or GGUF 'tokenizer.chat_template'); pass template=\"...\" (Jinja) "
+                f"or use generate() with plain text")
+        text = render(template, messages, add_generation_prompt, tokenizer=self.tokenizer, **extra)
+        return self.tokenizer.encode(text, parse_special=True) if tokenize else text
+
+    def chat_stream(self, messages, max_new_tokens: int = 512, template: str | None = None,
+                    temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
+                    min_p: float = 0.05, repetition_penalty: float = 1.0, seed: int | None = None,
+                    stop=()) -> Iterator[str]:
+        """Yield the assistant's reply to messages (a list of role/content dicts, or one user
+        message as a string) piece by piece; it ends at the end-of-turn token."""
+        from .chat import end_of_turn_ids
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        ids = self.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                       template=template)
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repetition_penalty=repetition_penalty, seed=seed)
+        stop_ids = end_of_turn_ids(self.tokenizer, template or self.tokenizer.chat_template)
+        yield from stream_text(self, ids, max_new_tokens, params, stop=stop, stop_ids=stop_ids)
+
+    def chat(self, messages, max_new_tokens: int = 512, **kwargs) -> str:
+        """The assistant's reply to messages. Same arguments as chat_stream()."""
+        return "".join(self.chat_stream(messages, max_new_tokens=max_new_tokens, **kwargs))
+
+    # ---- predictive text ----------------------------------------------------------------------
+
+    def suggest(self, text: str, k: int = 3, **kwargs) -> list[str]:
+        """The k most likely next whole words after text (without leading space), most likely
+        first. See suggest_with_probs for the options."""
+        return [word for word, _ in self.suggest_with_probs(text, k, **kwargs)]
+
+    def suggest_with_probs(self, text: str, k: int = 3, beam_width: int | None = None,
+                           max_word_tokens: int = 6) -> list[tuple[str, float]]:
+        """The k most likely next words with their probabilities, from a beam search over sub-word
+        tokens (beam_width default k + 2, words of at most max_word_tokens tokens)."""
+        from .suggest import suggest_words
+        return suggest_words(self, text, k, beam_width=beam_width, max_word_tokens=max_word_tokens)

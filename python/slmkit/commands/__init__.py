@@ -3,6 +3,10 @@
 # The order in which `slmkit --help` lists them.
 COMMANDS = (
     "generate",
+    "chat",
+    "suggest",
+    "pull",
+    "models",
     "quantize",
     "info",
     "plugins",
@@ -15,3 +19,31 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
+
+
+def add_model_arg(p):
+    p.add_argument("-m", "--model", default=None,
+                   help="model folder, file or catalogue name (default: the catalogue's default "
+                        "model, downloaded on first use)")
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("-t", "--threads", type=int, default=None)
+
+
+def load_model(args):
+    """The model the command line names, or the default catalogue model (pulled on first use,
+    saying so on stderr)."""
+    import sys
+
+    import slmkit
+    from slmkit import hub
+    from pathlib import Path
+    name = hub.DEFAULT_MODEL if args.model is None else args.model
+    if not Path(name).expanduser().exists():
+        try:
+            entry = hub.catalogue_entry(name)
+        except KeyError:
+            entry = None                        # slmkit.load says what is wrong
+        if entry is not None and not hub.is_cached(name) and not hub.cached_path(name).exists():
+            print(f"slmkit: first use of {entry.name}: downloading it ({human_bytes(entry.size)}) "
+                  f"to {hub.cached_path(name)}", file=sys.stderr)
+    return slmkit.load(name, backend=args.backend, threads=args.threads)

@@ -1,15 +1,15 @@
 """slmkit generate: stream a continuation of a prompt to the terminal."""
 import sys
 
+from . import add_model_arg, load_model
+
 
 def add_parser(sub):
     g = sub.add_parser("generate", help="generate text from a prompt (streams)")
     g.add_argument("prompt")
-    g.add_argument("-m", "--model", required=True, help="model folder or file")
+    add_model_arg(g)
     g.add_argument("-n", "--max-tokens", type=int, default=256)
     add_sampling_args(g)
-    g.add_argument("--backend", default="cpu")
-    g.add_argument("-t", "--threads", type=int, default=None)
     g.set_defaults(func=run)
 
 
@@ -29,8 +29,7 @@ def sampling_kwargs(args) -> dict:
 
 
 def run(args) -> int:
-    import slmkit
-    model = slmkit.load(args.model, backend=args.backend, threads=args.threads)
+    model = load_model(args)
     out = sys.stdout
     out.write(args.prompt)
     out.flush()

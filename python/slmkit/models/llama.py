@@ -23,6 +23,11 @@ class KVCache:
     def reset(self, pos: int = 0) -> None:
         self.pos = pos
 
+    def copy(self) -> "KVCache":
+        """An independent copy, to branch a decode (e.g. beams that share a prompt)."""
+        layers = [tuple(np.array(part, copy=True) for part in layer) for layer in self.layers]
+        return KVCache(layers, self.max_seq, self.pos)
+
 
 class LlamaModel:
     def __init__(self, ckpt: Checkpoint, backend: Backend):
