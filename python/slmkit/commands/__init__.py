@@ -4,6 +4,7 @@
 COMMANDS = (
     "generate",
     "quantize",
+    "export",
     "info",
     "plugins",
 )
