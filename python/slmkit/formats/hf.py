@@ -82,11 +82,18 @@ def read_hf(folder) -> Checkpoint:
     config, raw = read_config(folder)
     qconfig = raw.get("quantization_config")
     stored = {}
+    if qconfig is not None and qconfig.get("quant_method") in OTHER_QUANT_READERS:
+        tensors = _read_other_quantized(folder, qconfig)
+        if config.tie_word_embeddings:
+            tensors.pop("lm_head.weight", None)
+        return Checkpoint(config=config, tensors=tensors, source=str(folder),
+                          tokenizer=_tokenizer_source(folder), quantization={"converted_from": qconfig})
     if qconfig is not None:
         if qconfig.get("quant_method") != QUANT_METHOD:
             raise UnsupportedModelError(
                 f"{folder}: quantization_config.quant_method {qconfig.get('quant_method')!r} is not "
-                f"supported (slmkit reads its own {QUANT_METHOD!r} folders)")
+                f"supported (slmkit reads its own {QUANT_METHOD!r} folders and "
+                f"{', '.join(OTHER_QUANT_READERS)})")
         stored = qconfig.get("tensors", {})
     tensors: dict[str, Tensor] = {}
     for path in _safetensors_files(folder):
@@ -106,6 +113,21 @@ def read_hf(folder) -> Checkpoint:
         tensors.pop("lm_head.weight", None)
     return Checkpoint(config=config, tensors=tensors, source=str(folder),
                       tokenizer=_tokenizer_source(folder), quantization=qconfig)
+
+
+# quant_method of other tools' quantised folders -> (module in slmkit.formats, reader function)
+OTHER_QUANT_READERS = {
+    "gptq": ("gptq_awq", "read_gptq_awq"),
+    "awq": ("gptq_awq", "read_gptq_awq"),
+    "compressed-tensors": ("compressed_tensors", "read_compressed_tensors"),
+}
+
+
+def _read_other_quantized(folder: Path, qconfig: dict) -> dict[str, Tensor]:
+    import importlib
+    module, function = OTHER_QUANT_READERS[qconfig["quant_method"]]
+    reader = getattr(importlib.import_module(f".{module}", __package__), function)
+    return reader(_safetensors_files(folder), qconfig, folder)
 
 
 def _tokenizer_source(folder: Path) -> Path:
