@@ -140,20 +140,25 @@ def _tokenizer_source(folder: Path) -> Path:
     return folder
 
 
-def write_hf(ckpt: Checkpoint, out_dir, tokenizer_from=None) -> Path:
-    """Write ckpt as an HF-layout folder; block-format tensors are stored as uint8 rows and
-    described in config.json's quantization_config. The folder appears whole or not at all."""
-    out_dir = Path(out_dir)
-    cfg = ckpt.config
+def write_hf_config(cfg: ModelConfig, torch_dtype: str = "float32") -> dict:
+    """config.json contents (without quantization_config) for a model config."""
     config = {
         "architectures": [cfg.architecture],
         "model_type": {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
                        "Qwen2ForCausalLM": "qwen2"}[cfg.architecture],
-        "torch_dtype": "float32",
+        "torch_dtype": torch_dtype,
     }
     config.update({k: v for k, v in cfg.to_dict().items()
                    if k not in ("architecture", "rope_interleaved") and v is not None})
     config["slmkit"] = {"rope_interleaved": cfg.rope_interleaved}
+    return config
+
+
+def write_hf(ckpt: Checkpoint, out_dir, tokenizer_from=None) -> Path:
+    """Write ckpt as an HF-layout folder; block-format tensors are stored as uint8 rows and
+    described in config.json's quantization_config. The folder appears whole or not at all."""
+    out_dir = Path(out_dir)
+    config = write_hf_config(ckpt.config)
     arrays, described = {}, {}
     for name, t in ckpt.tensors.items():
         if t.wtype not in ("f32", "f16"):  # blocks as uint8 rows, bf16 as uint16 bits
