@@ -8,6 +8,7 @@ COMMANDS = (
     "pull",
     "models",
     "quantize",
+    "export",
     "info",
     "plugins",
 )

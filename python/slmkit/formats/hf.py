@@ -82,11 +82,18 @@ def read_hf(folder) -> Checkpoint:
     config, raw = read_config(folder)
     qconfig = raw.get("quantization_config")
     stored = {}
+    if qconfig is not None and qconfig.get("quant_method") in OTHER_QUANT_READERS:
+        tensors = _read_other_quantized(folder, qconfig)
+        if config.tie_word_embeddings:
+            tensors.pop("lm_head.weight", None)
+        return Checkpoint(config=config, tensors=tensors, source=str(folder),
+                          tokenizer=_tokenizer_source(folder), quantization={"converted_from": qconfig})
     if qconfig is not None:
         if qconfig.get("quant_method") != QUANT_METHOD:
             raise UnsupportedModelError(
                 f"{folder}: quantization_config.quant_method {qconfig.get('quant_method')!r} is not "
-                f"supported (slmkit reads its own {QUANT_METHOD!r} folders)")
+                f"supported (slmkit reads its own {QUANT_METHOD!r} folders and "
+                f"{', '.join(OTHER_QUANT_READERS)})")
         stored = qconfig.get("tensors", {})
     tensors: dict[str, Tensor] = {}
     for path in _safetensors_files(folder):
@@ -108,6 +115,21 @@ def read_hf(folder) -> Checkpoint:
                       tokenizer=_tokenizer_source(folder), quantization=qconfig)
 
 
+# quant_method of other tools' quantised folders -> (module in slmkit.formats, reader function)
+OTHER_QUANT_READERS = {
+    "gptq": ("gptq_awq", "read_gptq_awq"),
+    "awq": ("gptq_awq", "read_gptq_awq"),
+    "compressed-tensors": ("compressed_tensors", "read_compressed_tensors"),
+}
+
+
+def _read_other_quantized(folder: Path, qconfig: dict) -> dict[str, Tensor]:
+    import importlib
+    module, function = OTHER_QUANT_READERS[qconfig["quant_method"]]
+    reader = getattr(importlib.import_module(f".{module}", __package__), function)
+    return reader(_safetensors_files(folder), qconfig, folder)
+
+
 def _tokenizer_source(folder: Path) -> Path:
     """The folder, unless its only tokenizer is a single file (a llama2.c tokenizer.bin or a
     vocabulary-only tokenizer.gguf, as slmkit writes for models read from those formats)."""
@@ -118,20 +140,25 @@ def _tokenizer_source(folder: Path) -> Path:
     return folder
 
 
-def write_hf(ckpt: Checkpoint, out_dir, tokenizer_from=None) -> Path:
-    """Write ckpt as an HF-layout folder; block-format tensors are stored as uint8 rows and
-    described in config.json's quantization_config. The folder appears whole or not at all."""
-    out_dir = Path(out_dir)
-    cfg = ckpt.config
+def write_hf_config(cfg: ModelConfig, torch_dtype: str = "float32") -> dict:
+    """config.json contents (without quantization_config) for a model config."""
     config = {
         "architectures": [cfg.architecture],
         "model_type": {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
                        "Qwen2ForCausalLM": "qwen2"}[cfg.architecture],
-        "torch_dtype": "float32",
+        "torch_dtype": torch_dtype,
     }
     config.update({k: v for k, v in cfg.to_dict().items()
                    if k not in ("architecture", "rope_interleaved") and v is not None})
     config["slmkit"] = {"rope_interleaved": cfg.rope_interleaved}
+    return config
+
+
+def write_hf(ckpt: Checkpoint, out_dir, tokenizer_from=None) -> Path:
+    """Write ckpt as an HF-layout folder; block-format tensors are stored as uint8 rows and
+    described in config.json's quantization_config. The folder appears whole or not at all."""
+    out_dir = Path(out_dir)
+    config = write_hf_config(ckpt.config)
     arrays, described = {}, {}
     for name, t in ckpt.tensors.items():
         if t.wtype not in ("f32", "f16"):  # blocks as uint8 rows, bf16 as uint16 bits
