@@ -22,12 +22,13 @@ class RoundToNearest(Technique):
     description = "round-to-nearest weight quantisation to int8 (q8_0) or int4 (q4_0/q4_1) blocks"
 
     def apply(self, ckpt: Checkpoint, bits: int = 8, group: int = BLOCK_SIZE, scheme: str | None = None,
-              keep: list[str] | None = None, quantize_embeddings: bool = False, **_) -> Checkpoint:
+              keep: list[str] | None = None, quantize_embeddings: bool = False, **options) -> Checkpoint:
         """Quantise every linear weight. Tied embedding/output weights stay in their precision
         unless quantize_embeddings; names matching a `keep` pattern (glob or regex) stay too."""
-        if group != BLOCK_SIZE:
-            raise ValueError(f"group size {group} is not supported yet by round-to-nearest; "
-                             f"the block formats use groups of {BLOCK_SIZE}")
+        if group != BLOCK_SIZE or options.get("mixed"):
+            # wider groups (blocks sharing a scale) and calibrated mixed precision
+            from .calibrated import RTNGroups
+            return RTNGroups().apply(ckpt, bits=bits, group=group, scheme=scheme, keep=keep, **options)
         wtype = quantization_type(bits, scheme)
         tensors = {}
         for name, t in ckpt.tensors.items():
