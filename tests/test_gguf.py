@@ -467,7 +467,9 @@ def test_home_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert hub.home() == tmp_path / "xdg" / "slmkit"
     monkeypatch.setenv("SLMKIT_HOME", str(tmp_path / "h"))
-    assert hub.cached_path("smollm2") == tmp_path / "h" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    expected = tmp_path / "h" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    for name in ("smollm2", "smollm2-135m", "SmolLM2-135M-Instruct"):   # the spellings too
+        assert hub.cached_path(name) == expected
 
 
 def test_extract_verifies_and_is_atomic(fake_entry, tmp_path):

@@ -52,7 +52,8 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         description="SmolLM2-135M-Instruct (HuggingFaceTB), GGUF Q4_1, chat template included",
     ),
 }
-ALIASES = {"smollm2": "smollm2-135m-instruct", "default": "smollm2-135m-instruct"}
+ALIASES = {"smollm2": "smollm2-135m-instruct", "smollm2-135m": "smollm2-135m-instruct",
+           "default": "smollm2-135m-instruct"}
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
