@@ -343,6 +343,12 @@ def test_other_types_converted_with_warning_or_refused(tmp_path):
     err = np.abs(ref_dequantize(g.data, "q4_1", g.shape) - exact).max()
     assert err <= (exact.max() - exact.min()) / 15
 
+    from slmkit.commands.info import model_info        # `slmkit info` shows which were converted
+    with pytest.warns(UserWarning):
+        info = model_info(path)
+    assert sorted(info["converted_tensors"]) == ["blk.0.ffn_gate.weight (Q4_K -> q4_1)",
+                                                 "blk.0.ffn_up.weight (Q5_0 -> q8_0)"]
+
 
 # ---- Q/K row order, end to end -------------------------------------------------------------
 

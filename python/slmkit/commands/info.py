@@ -7,7 +7,7 @@ from . import human_bytes
 
 def add_parser(sub):
     i = sub.add_parser("info", help="architecture, size and tensor formats of a model")
-    i.add_argument("path")
+    i.add_argument("path", help="model folder or file, or a catalogue name")
     i.add_argument("--tensors", action="store_true", help="list every tensor")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=run)
@@ -17,8 +17,8 @@ def model_info(path) -> dict:
     from collections import Counter
 
     from ..loading import read_checkpoint
-    p = Path(path)
-    ckpt = read_checkpoint(p)
+    ckpt = read_checkpoint(path)
+    p = Path(ckpt.source)                   # a catalogue name resolves to its cached file
     c = ckpt.config
     size = sum(f.stat().st_size for f in p.iterdir() if f.is_file()) if p.is_dir() else p.stat().st_size
     formats = Counter(t.wtype for t in ckpt.tensors.values())
@@ -29,6 +29,7 @@ def model_info(path) -> dict:
         "ffn": c.intermediate_size, "vocab": c.vocab_size, "context": c.max_position_embeddings,
         "rope_theta": c.rope_theta, "tied_embeddings": c.tie_word_embeddings,
         "tensor_formats": dict(formats), "quantization": ckpt.quantization,
+        "converted_tensors": ckpt.extra.get("converted_tensors", []),
         "tensors": {n: {"type": t.wtype, "shape": list(t.shape)} for n, t in ckpt.tensors.items()},
     }
 
@@ -47,6 +48,9 @@ def run(args) -> int:
     print(f"  context        {info['context']} (RoPE base {info['rope_theta']:g})")
     print(f"  tied embedding {info['tied_embeddings']}")
     print("  tensor formats " + ", ".join(f"{k}: {v}" for k, v in sorted(info["tensor_formats"].items())))
+    if info["converted_tensors"]:
+        print(f"  converted      {len(info['converted_tensors'])} tensor(s) in types slmkit does not "
+              f"run: " + ", ".join(info["converted_tensors"]))
     if info["quantization"]:
         q = {k: v for k, v in info["quantization"].items() if k != "tensors"}
         print(f"  quantization   {q}")
