@@ -1,5 +1,6 @@
 import pytest
 
+from slmkit import hub
 from utils import shared_path
 
 
@@ -16,3 +17,13 @@ def stories_llama2c():
 @pytest.fixture(scope="session")
 def tinystories_text():
     return shared_path("corpora", "tinystories-valid-part.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The real SmolLM2-135M-Instruct GGUF (never downloaded by the tests)."""
+    path = hub.find_smollm2_gguf()
+    if path is None:
+        pytest.skip(f"SmolLM2 GGUF not present: run `slmkit pull smollm2-135m` (it goes to "
+                    f"{hub.cached_path(hub.DEFAULT_MODEL)}) or set SLMKIT_SMOLLM2_GGUF")
+    return path

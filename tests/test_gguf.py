@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import mmap
 import time
-import warnings
 import zipfile
 
 import gguf
@@ -384,15 +383,6 @@ def test_qwen2_gguf_and_hf_folder_give_the_same_logits(tmp_path):
 
 
 # ---- the real SmolLM2 GGUF -----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def smollm2_path():
-    path = hub.find_smollm2_gguf()
-    if path is None:
-        pytest.skip(f"SmolLM2 GGUF not present: set SLMKIT_SMOLLM2_GGUF or call slmkit.hub.pull"
-                    f"({hub.DEFAULT_MODEL!r}) (it would be at {hub.cached_path(hub.DEFAULT_MODEL)})")
-    return path
-
 
 def test_smollm2_config(smollm2_path):
     ckpt = read_gguf(smollm2_path)

@@ -6,18 +6,8 @@ import time
 import pytest
 
 import slmkit
-from slmkit import hub
 from slmkit.evaluate import evaluate
 from utils import shared_path
-
-
-@pytest.fixture(scope="module")
-def smollm2_path():
-    path = hub.find_smollm2_gguf()
-    if path is None:
-        pytest.skip(f"SmolLM2 GGUF not downloaded: run `slmkit pull` (it goes to "
-                    f"{hub.cached_path(hub.DEFAULT_MODEL)}) or set SLMKIT_SMOLLM2_GGUF")
-    return path
 
 
 @pytest.fixture(scope="module")

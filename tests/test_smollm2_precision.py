@@ -11,20 +11,10 @@ import numpy as np
 import pytest
 
 import slmkit
-from slmkit import hub
 
 PROMPT = "Once upon a time, in a small village by the sea,"
 N_TOKENS = 32
 MAX_REL_ERR = 0.02
-
-
-@pytest.fixture(scope="module")
-def smollm2_path():
-    path = hub.find_smollm2_gguf()
-    if path is None:
-        pytest.skip(f"SmolLM2 GGUF not present: set SLMKIT_SMOLLM2_GGUF or call slmkit.hub.pull"
-                    f"({hub.DEFAULT_MODEL!r}) (it would be at {hub.cached_path(hub.DEFAULT_MODEL)})")
-    return path
 
 
 @pytest.fixture(scope="module")

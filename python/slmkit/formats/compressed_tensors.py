@@ -33,8 +33,8 @@ import numpy as np
 from .. import quant
 from ..checkpoint import Checkpoint, Tensor
 from ..errors import ModelFormatError, UnsupportedModelError
-from .int_blocks import BLOCK, block_type_for, blocks_from_codes, codes_from_blocks
-from .safetensors_io import DTYPES
+from .int_blocks import (BLOCK, codes_from_blocks, float_tensors, read_safetensors_parts,
+                         tensor_from_codes, warn_dequantised)
 
 FORMAT = "pack-quantized"
 _PARTS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx")
@@ -110,13 +110,8 @@ def _float(array: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def read_compressed_tensors(files: list[Path], qconfig: dict, folder) -> dict[str, Tensor]:
-    from .safetensors_io import SafetensorsFile
     schemes = _schemes(qconfig, folder)
-    raw, dtypes = {}, {}
-    for path in files:
-        st = SafetensorsFile(path)
-        for name in st.keys():
-            raw[name], dtypes[name] = st.get(name), st.dtype(name)
+    raw, dtypes = read_safetensors_parts(files)
     tensors: dict[str, Tensor] = {}
     dequantised: list[str] = []
     used = set()
@@ -154,33 +149,11 @@ def read_compressed_tensors(files: list[Path], qconfig: dict, folder) -> dict[st
             raise ModelFormatError(f"{folder}: {base}: malformed pack-quantized tensors ({e})") from None
         except ModelFormatError as e:
             raise ModelFormatError(f"{folder}: {base}: {e}") from None
-        tensors[name] = _weight(name, codes, zeros, scales, groups, bits, dequantised)
-    for name, data in raw.items():
-        if name in used:
-            continue
-        wtype = DTYPES[dtypes[name]][1]
-        if wtype is None:
-            raise ModelFormatError(f"{folder}: tensor {name!r} has dtype {dtypes[name]}, expected a float type")
-        tensors[name] = Tensor(name, data.shape, wtype, data)
-    if dequantised:
-        warnings.warn(f"{folder}: {len(dequantised)} weight(s) have no exact block format (groups "
-                      f"not whole 32-value blocks in input order, or 8-bit with zero points) and "
-                      f"were dequantised to f16: {', '.join(dequantised[:4])}"
-                      f"{' ...' if len(dequantised) > 4 else ''}", stacklevel=3)
+        tensors[name] = tensor_from_codes(name, codes, zeros, scales, groups, bits, dequantised)
+    tensors.update(float_tensors(raw, dtypes, used, folder))
+    warn_dequantised(folder, dequantised, "weight(s)",
+                     "groups not whole 32-value blocks in input order, or 8-bit with zero points")
     return tensors
-
-
-def _weight(name, codes, zeros, scales, groups, bits, dequantised) -> Tensor:
-    """codes [n, k] unsigned, zeros/scales [n, groups], groups [k] -> Tensor."""
-    n, k = codes.shape
-    if k % BLOCK == 0:
-        starts = groups[::BLOCK]
-        if np.array_equal(np.repeat(starts, BLOCK), groups) and block_type_for(bits, zeros) is not None:
-            wtype, data = blocks_from_codes(codes, scales[:, starts], zeros[:, starts], bits)
-            return Tensor(name, (n, k), wtype, data)
-    dequantised.append(name)
-    values = (codes.astype(np.float32) - zeros[:, groups]) * scales[:, groups]
-    return Tensor.from_float(name, values, "f16")
 
 
 # ---- writing -------------------------------------------------------------------------------

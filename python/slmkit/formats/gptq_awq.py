@@ -17,15 +17,13 @@ g_idx, groups not a multiple of 32, asymmetric 8-bit, 2-bit) is dequantised to f
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..checkpoint import Tensor
 from ..errors import ModelFormatError, UnsupportedModelError
-from .int_blocks import BLOCK, block_type_for, blocks_from_codes
-from .safetensors_io import DTYPES
+from .int_blocks import float_tensors, read_safetensors_parts, tensor_from_codes, warn_dequantised
 
 AWQ_PACK_ORDER = np.array([0, 2, 4, 6, 1, 3, 5, 7])     # nibble i holds column AWQ_PACK_ORDER[i]
 _PARTS = ("qweight", "qzeros", "scales", "g_idx", "bias")
@@ -57,25 +55,6 @@ def unpack_awq(qweight, qzeros) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(columns(qweight).T), columns(qzeros).astype(np.int16)
 
 
-def _to_tensor(name: str, codes, zeros, scales, group_of_input, bits: int, notes: list) -> Tensor:
-    """A Tensor [n, k] from codes [n, k], zeros/scales [groups, n], group_of_input [k]."""
-    n, k = codes.shape
-    trivial_groups = None
-    if k % BLOCK == 0:
-        starts = group_of_input[::BLOCK]
-        if np.array_equal(np.repeat(starts, BLOCK), group_of_input):
-            trivial_groups = starts                         # every block lies in one group
-    scales = np.asarray(scales)
-    if trivial_groups is not None and block_type_for(bits, zeros) is not None:
-        s = scales[trivial_groups].T                        # [n, k/32]
-        z = zeros[trivial_groups].T
-        wtype, data = blocks_from_codes(codes, s, z, bits)
-        return Tensor(name, (n, k), wtype, data)
-    notes.append(name)
-    values = (codes.astype(np.float32) - zeros[group_of_input].T) * scales[group_of_input].T.astype(np.float32)
-    return Tensor.from_float(name, values, "f16")
-
-
 def _gptq_groups(g_idx, k: int, group_size: int, n_groups: int) -> np.ndarray:
     if g_idx is not None:
         g = np.asarray(g_idx, np.int64)
@@ -88,7 +67,6 @@ def _gptq_groups(g_idx, k: int, group_size: int, n_groups: int) -> np.ndarray:
 
 def read_gptq_awq(files: list[Path], qconfig: dict, folder) -> dict[str, Tensor]:
     """The tensors of a GPTQ/AWQ folder (quantised linears converted, the rest as stored)."""
-    from .safetensors_io import SafetensorsFile
     method = qconfig.get("quant_method")
     bits = int(qconfig.get("bits", qconfig.get("w_bit", 4)))
     group_size = int(qconfig.get("group_size", qconfig.get("q_group_size", 128)))
@@ -108,13 +86,7 @@ def read_gptq_awq(files: list[Path], qconfig: dict, folder) -> dict[str, Tensor]
         if qconfig.get("zero_point") is False:
             raise UnsupportedModelError(f"{folder}: AWQ without zero points is not supported")
 
-    raw: dict[str, np.ndarray] = {}
-    dtypes: dict[str, str] = {}
-    for path in files:
-        st = SafetensorsFile(path)
-        for name in st.keys():
-            raw[name] = st.get(name)
-            dtypes[name] = st.dtype(name)
+    raw, dtypes = read_safetensors_parts(files)
 
     tensors: dict[str, Tensor] = {}
     dequantised: list[str] = []
@@ -140,22 +112,13 @@ def read_gptq_awq(files: list[Path], qconfig: dict, folder) -> dict[str, Tensor]
                                   group_size, scales.shape[0])
         except (ValueError, IndexError) as e:
             raise ModelFormatError(f"{folder}: {base}: malformed {method} tensors ({e})") from None
-        tensors[name] = _to_tensor(name, codes, zeros, scales, groups, bits, dequantised)
+        tensors[name] = tensor_from_codes(name, codes, zeros.T, scales.T, groups, bits, dequantised)
         bias = part["bias"]
         if bias is not None:
             b = np.asarray(bias, np.float32)
             if np.any(b != 0):                     # quantisers often store all-zero biases
                 tensors[f"{base}.bias"] = Tensor.from_float(f"{base}.bias", b, "f32")
-    for name, data in raw.items():
-        if name in used:
-            continue
-        wtype = DTYPES[dtypes[name]][1]
-        if wtype is None:
-            raise ModelFormatError(f"{folder}: tensor {name!r} has dtype {dtypes[name]}, expected a float type")
-        tensors[name] = Tensor(name, data.shape, wtype, data)
-    if dequantised:
-        warnings.warn(f"{folder}: {len(dequantised)} {method} weight(s) have no exact block format "
-                      f"(act-order g_idx, groups not whole 32-value blocks, or {bits}-bit with zero "
-                      f"points) and were dequantised to f16: {', '.join(dequantised[:4])}"
-                      f"{' ...' if len(dequantised) > 4 else ''}", stacklevel=3)
+    tensors.update(float_tensors(raw, dtypes, used, folder))
+    warn_dequantised(folder, dequantised, f"{method} weight(s)",
+                     f"act-order g_idx, groups not whole 32-value blocks, or {bits}-bit with zero points")
     return tensors

@@ -10,9 +10,13 @@ The reverse (blocks -> codes, scales, zeros) feeds the compressed-tensors writer
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import quant
+from ..checkpoint import Tensor
+from ..errors import ModelFormatError
 
 BLOCK = quant.BLOCK_SIZE
 _Q4_0 = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
@@ -80,3 +84,52 @@ def codes_from_blocks(data: np.ndarray, wtype: str, k: int):
     codes = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(n, nb * BLOCK)
     mins = blocks["m"].copy() if wtype == "q4_1" else None
     return codes, blocks["d"].copy(), mins
+
+
+def tensor_from_codes(name: str, codes, zeros, scales, groups, bits: int, dequantised: list) -> Tensor:
+    """A Tensor [n, k] from codes [n, k] (unsigned), zeros/scales [n, n_groups] and groups [k]
+    (the group of each input): exact ggml blocks when every 32-value block lies in one group and
+    a block format holds the zero points, else f16 values (its name appended to dequantised)."""
+    n, k = codes.shape
+    scales = np.asarray(scales, np.float32)
+    if k % BLOCK == 0:
+        starts = groups[::BLOCK]
+        if np.array_equal(np.repeat(starts, BLOCK), groups) and block_type_for(bits, zeros) is not None:
+            wtype, data = blocks_from_codes(codes, scales[:, starts], zeros[:, starts], bits)
+            return Tensor(name, (n, k), wtype, data)
+    dequantised.append(name)
+    values = (codes.astype(np.float32) - zeros[:, groups]) * scales[:, groups]
+    return Tensor.from_float(name, values, "f16")
+
+
+def read_safetensors_parts(files) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every tensor of the given safetensors files (memory-mapped) and its dtype name."""
+    from .safetensors_io import SafetensorsFile
+    raw, dtypes = {}, {}
+    for path in files:
+        st = SafetensorsFile(path)
+        for name in st.keys():
+            raw[name], dtypes[name] = st.get(name), st.dtype(name)
+    return raw, dtypes
+
+
+def float_tensors(raw: dict, dtypes: dict, used: set, folder) -> dict[str, Tensor]:
+    """The tensors that are not parts of a quantised weight (norms, embeddings...): float as
+    stored."""
+    from .safetensors_io import DTYPES
+    tensors = {}
+    for name, data in raw.items():
+        if name in used:
+            continue
+        wtype = DTYPES[dtypes[name]][1]
+        if wtype is None:
+            raise ModelFormatError(f"{folder}: tensor {name!r} has dtype {dtypes[name]}, expected a float type")
+        tensors[name] = Tensor(name, data.shape, wtype, data)
+    return tensors
+
+
+def warn_dequantised(folder, names: list[str], what: str, why: str) -> None:
+    if names:
+        warnings.warn(f"{folder}: {len(names)} {what} have no exact block format ({why}) and were "
+                      f"dequantised to f16: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}",
+                      stacklevel=4)
