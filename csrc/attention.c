@@ -2,7 +2,8 @@
  *
  * RoPE angles are computed in double (pos * base^(-2j/head_dim) reaches thousands of radians,
  * where a float angle would already be off by ~1e-4) and only the final cos/sin are rounded
- * to float.
+ * to float. slm_rope_angles / slm_rope_apply are the two halves, so a forward pass can compute
+ * the angles of its positions once and rotate every layer's q and k with them.
  *
  * Attention work is split into tasks of (query row, KV head, slice of that KV head's query
  * heads). A task walks the cached K and V rows once and uses each row for all of its query
@@ -21,38 +22,47 @@
  * fixed stack buffer (slm_rope returns void and must not need the heap). */
 #define ROPE_CHUNK 64
 
+void slm_rope_angles(int32_t pos, int64_t j0, int64_t nj, int64_t head_dim, float base,
+                     float *c, float *s) {
+    double p = (double)pos, log_base = log((double)base);
+    for (int64_t j = 0; j < nj; j++) {
+        /* base^(-2j/head_dim) = exp(-2j/head_dim * ln base), all in double */
+        double theta = p * exp(-2.0 * (double)(j0 + j) / (double)head_dim * log_base);
+        c[j] = (float)cos(theta);
+        s[j] = (float)sin(theta);
+    }
+}
+
+void slm_rope_apply(float *xr, int64_t n_heads, int64_t head_dim, int64_t j0, int64_t nj,
+                    const float *c, const float *s, int interleaved) {
+    int64_t half = head_dim / 2;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *xh = xr + h * head_dim;   /* xh[head_dim] */
+        if (interleaved) {
+            for (int64_t j = 0; j < nj; j++) {
+                float a = xh[2 * (j0 + j)], b = xh[2 * (j0 + j) + 1];
+                xh[2 * (j0 + j)]     = a * c[j] - b * s[j];
+                xh[2 * (j0 + j) + 1] = a * s[j] + b * c[j];
+            }
+        } else {
+            for (int64_t j = 0; j < nj; j++) {
+                float a = xh[j0 + j], b = xh[j0 + j + half];
+                xh[j0 + j]        = a * c[j] - b * s[j];
+                xh[j0 + j + half] = a * s[j] + b * c[j];
+            }
+        }
+    }
+}
+
 void slm_rope(float *x, const int32_t *pos, int64_t m, int64_t n_heads, int64_t head_dim,
               float base, int interleaved) {
     int64_t half = head_dim / 2;   /* number of rotated pairs; an odd last element is left as is */
-    double log_base = log((double)base);
     for (int64_t i = 0; i < m; i++) {
-        float *xr = x + i * n_heads * head_dim;   /* xr[n_heads, head_dim]: row i */
-        double p = (double)pos[i];
         for (int64_t j0 = 0; j0 < half; j0 += ROPE_CHUNK) {
             int64_t nj = half - j0 < ROPE_CHUNK ? half - j0 : ROPE_CHUNK;
             float c[ROPE_CHUNK], s[ROPE_CHUNK];   /* c[nj], s[nj]: cos/sin of pairs j0.. */
-            for (int64_t j = 0; j < nj; j++) {
-                /* base^(-2j/head_dim) = exp(-2j/head_dim * ln base), all in double */
-                double theta = p * exp(-2.0 * (double)(j0 + j) / (double)head_dim * log_base);
-                c[j] = (float)cos(theta);
-                s[j] = (float)sin(theta);
-            }
-            for (int64_t h = 0; h < n_heads; h++) {
-                float *xh = xr + h * head_dim;   /* xh[head_dim] */
-                if (interleaved) {
-                    for (int64_t j = 0; j < nj; j++) {
-                        float a = xh[2 * (j0 + j)], b = xh[2 * (j0 + j) + 1];
-                        xh[2 * (j0 + j)]     = a * c[j] - b * s[j];
-                        xh[2 * (j0 + j) + 1] = a * s[j] + b * c[j];
-                    }
-                } else {
-                    for (int64_t j = 0; j < nj; j++) {
-                        float a = xh[j0 + j], b = xh[j0 + j + half];
-                        xh[j0 + j]        = a * c[j] - b * s[j];
-                        xh[j0 + j + half] = a * s[j] + b * c[j];
-                    }
-                }
-            }
+            slm_rope_angles(pos[i], j0, nj, head_dim, base, c, s);
+            slm_rope_apply(x + i * n_heads * head_dim, n_heads, head_dim, j0, nj, c, s, interleaved);
         }
     }
 }
@@ -74,30 +84,60 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+size_t slm_attend_scratch(int64_t hc, int64_t n_ctx, int64_t head_dim) {
+    return (size_t)(hc * (n_ctx + head_dim));
+}
+
+void slm_attend(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_t hc,
+                float *scratch) {
+    int64_t hd = a->head_dim, n_pos = a->start_pos + i + 1;   /* causal: 0 .. start_pos+i */
+    float *scores = scratch;                   /* scores[hc, n_pos] */
+    float *acc = scratch + hc * n_pos;         /* acc[hc, head_dim] */
+    const float *qi = a->q + i * a->q_stride + h0 * hd;       /* qi[hc, head_dim] */
+    const float *kg = a->k_cache + g * a->max_seq * hd;       /* kg[max_seq, head_dim] */
+    const float *vg = a->v_cache + g * a->max_seq * hd;       /* vg[max_seq, head_dim] */
+
+    /* scores: one pass over K, each row used by every head of the slice */
+    for (int64_t p = 0; p < n_pos; p++)
+        for (int64_t h = 0; h < hc; h++)
+            scores[h * n_pos + p] = dot(qi + h * hd, kg + p * hd, hd) * a->scale;
+
+    /* softmax per head, float32 with the max subtracted */
+    slm_softmax(scores, hc, n_pos);
+
+    /* weighted sum of V: one pass over V, accumulated in scratch so out may alias q */
+    memset(acc, 0, (size_t)(hc * hd) * sizeof(float));
+    for (int64_t p = 0; p < n_pos; p++) {
+        const float *vp = vg + p * hd;   /* vp[head_dim] */
+        for (int64_t h = 0; h < hc; h++) {
+            float w = scores[h * n_pos + p];
+            float *ah = acc + h * hd;
+            for (int64_t d = 0; d < hd; d++) ah[d] += w * vp[d];
+        }
+    }
+    memcpy(a->out + i * a->out_stride + h0 * hd, acc, (size_t)(hc * hd) * sizeof(float));
+}
+
 typedef struct {
-    const float *q;         /* q[m, n_heads, head_dim] */
-    const float *k_cache;   /* k_cache[n_kv_heads, max_seq, head_dim] */
-    const float *v_cache;   /* v_cache[n_kv_heads, max_seq, head_dim] */
-    float *out;             /* out[m, n_heads, head_dim] */
-    const float *k_new, *v_new;   /* [m, n_kv_heads, head_dim], only for the cache copy */
-    float *k_dst, *v_dst;         /* = k_cache, v_cache, writable, only for the cache copy */
-    int64_t m, start_pos, max_seq, n_heads, n_kv_heads, head_dim;
+    slm_attn_args a;
+    const float *k_new, *v_new;   /* [m, n_kv_heads, head_dim], copied into the caches */
+    float *k_dst, *v_dst;         /* = k_cache, v_cache, writable */
+    int64_t m;
     int64_t group;          /* query heads per KV head */
     int64_t n_split;        /* slices each group's query heads are cut into */
-    float scale;            /* 1/sqrt(head_dim) */
     atomic_int failed;      /* set when a task could not get scratch memory */
 } attn_ctx;
 
 /* Copy the new K/V rows of KV heads [g0, g1) into the caches at start_pos.. */
 static void attn_store_kv(void *vctx, int64_t g0, int64_t g1) {
     attn_ctx *c = vctx;
-    int64_t hd = c->head_dim;
+    int64_t hd = c->a.head_dim, nkv = c->a.n_kv_heads;
     for (int64_t g = g0; g < g1; g++)
         for (int64_t i = 0; i < c->m; i++) {
-            const float *ks = c->k_new + (i * c->n_kv_heads + g) * hd;   /* ks[head_dim] */
-            const float *vs = c->v_new + (i * c->n_kv_heads + g) * hd;   /* vs[head_dim] */
-            float *kd = c->k_dst + (g * c->max_seq + c->start_pos + i) * hd;   /* kd[head_dim] */
-            float *vd = c->v_dst + (g * c->max_seq + c->start_pos + i) * hd;   /* vd[head_dim] */
+            const float *ks = c->k_new + (i * nkv + g) * hd;   /* ks[head_dim] */
+            const float *vs = c->v_new + (i * nkv + g) * hd;   /* vs[head_dim] */
+            float *kd = c->k_dst + (g * c->a.max_seq + c->a.start_pos + i) * hd;   /* kd[head_dim] */
+            float *vd = c->v_dst + (g * c->a.max_seq + c->a.start_pos + i) * hd;   /* vd[head_dim] */
             /* memmove: a caller may already have written k_new straight into the cache */
             if (kd != ks) memmove(kd, ks, (size_t)hd * sizeof(float));
             if (vd != vs) memmove(vd, vs, (size_t)hd * sizeof(float));
@@ -112,44 +152,17 @@ static inline int64_t balanced_row(int64_t r, int64_t m) {
 
 static void attn_tasks(void *vctx, int64_t t0, int64_t t1) {
     attn_ctx *c = vctx;
-    int64_t hd = c->head_dim, group = c->group, n_ctx = c->start_pos + c->m;
+    int64_t group = c->group, n_ctx = c->a.start_pos + c->m;
     int64_t hc_max = (group + c->n_split - 1) / c->n_split;   /* most heads in one slice */
-    /* scratch: scores[hc_max, n_ctx] then acc[hc_max, head_dim] */
-    float *scratch = malloc((size_t)(hc_max * (n_ctx + hd)) * sizeof(float));
+    float *scratch = malloc(slm_attend_scratch(hc_max, n_ctx, c->a.head_dim) * sizeof(float));
     if (!scratch) { atomic_store(&c->failed, 1); return; }
-    float *scores = scratch;                   /* scores[hc, n_pos]: row stride n_ctx */
-    float *acc = scratch + hc_max * n_ctx;     /* acc[hc, head_dim] */
-
-    int64_t per_row = c->n_kv_heads * c->n_split;
+    int64_t per_row = c->a.n_kv_heads * c->n_split;
     for (int64_t t = t0; t < t1; t++) {
         int64_t i = balanced_row(t / per_row, c->m);
         int64_t g = (t % per_row) / c->n_split, sl = t % c->n_split;
         int64_t h0 = g * group + sl * group / c->n_split;         /* first query head */
         int64_t hc = g * group + (sl + 1) * group / c->n_split - h0;   /* heads in slice */
-        int64_t n_pos = c->start_pos + i + 1;                     /* causal: 0 .. start_pos+i */
-        const float *qi = c->q + (i * c->n_heads + h0) * hd;      /* qi[hc, head_dim] */
-        const float *kg = c->k_cache + g * c->max_seq * hd;       /* kg[max_seq, head_dim] */
-        const float *vg = c->v_cache + g * c->max_seq * hd;       /* vg[max_seq, head_dim] */
-
-        /* scores: one pass over K, each row used by every head of the slice */
-        for (int64_t p = 0; p < n_pos; p++)
-            for (int64_t h = 0; h < hc; h++)
-                scores[h * n_ctx + p] = dot(qi + h * hd, kg + p * hd, hd) * c->scale;
-
-        /* softmax per head, float32 with the max subtracted */
-        for (int64_t h = 0; h < hc; h++) slm_softmax(scores + h * n_ctx, 1, n_pos);
-
-        /* weighted sum of V: one pass over V, accumulated in scratch so out may alias q */
-        memset(acc, 0, (size_t)(hc * hd) * sizeof(float));
-        for (int64_t p = 0; p < n_pos; p++) {
-            const float *vp = vg + p * hd;   /* vp[head_dim] */
-            for (int64_t h = 0; h < hc; h++) {
-                float w = scores[h * n_ctx + p];
-                float *ah = acc + h * hd;
-                for (int64_t d = 0; d < hd; d++) ah[d] += w * vp[d];
-            }
-        }
-        memcpy(c->out + (i * c->n_heads + h0) * hd, acc, (size_t)(hc * hd) * sizeof(float));
+        slm_attend(&c->a, i, g, h0, hc, scratch);
     }
     free(scratch);
 }
@@ -164,11 +177,12 @@ int slm_attention(slm_pool *pool, const float *q, const float *k_new, const floa
     if (m == 0) return SLM_OK;
 
     attn_ctx c = {
-        .q = q, .k_cache = k_cache, .v_cache = v_cache, .out = out,
+        .a = { .q = q, .q_stride = n_heads * head_dim, .k_cache = k_cache, .v_cache = v_cache,
+               .out = out, .out_stride = n_heads * head_dim, .start_pos = start_pos,
+               .max_seq = max_seq, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
+               .head_dim = head_dim, .scale = (float)(1.0 / sqrt((double)head_dim)) },
         .k_new = k_new, .v_new = v_new, .k_dst = k_cache, .v_dst = v_cache,
-        .m = m, .start_pos = start_pos, .max_seq = max_seq, .n_heads = n_heads,
-        .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = n_heads / n_kv_heads,
-        .scale = (float)(1.0 / sqrt((double)head_dim)),
+        .m = m, .group = n_heads / n_kv_heads,
     };
     atomic_init(&c.failed, 0);
 

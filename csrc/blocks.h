@@ -1,8 +1,7 @@
 /* blocks.h - on-disk block layouts (ggml-compatible) and scalar fp16 / bf16 conversions.
  *
  * Quantised rows are made of blocks of QK = 32 values. Weight blocks use ggml's byte layout so
- * GGUF tensors can be used as they are; block_q8x2 is slmkit's own activation block, built on the
- * fly by slm_matmul and never stored.
+ * GGUF tensors can be used as they are.
  */
 #ifndef SLMKIT_BLOCKS_H
 #define SLMKIT_BLOCKS_H
@@ -34,21 +33,13 @@ typedef struct {
 } block_q4_1;
 _Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must be 20 bytes");
 
-/* Activation block (internal), two-level int8: x[j] ~ d * (256 * qh[j] + ql[j]).
- * qh is the usual int8 rounding of x to amax/127 steps; ql is the rounding residual quantised
- * again in steps 256 times finer. One int8 level alone loses the small values of a block that
- * holds an outlier channel (SmolLM2 has several): its logits moved by ~5% against float64. The
- * kernels do two integer dot products per weight block and combine them in int32
- * (256 * dot(w, qh) + dot(w, ql) fits easily), so the cost is one more maddubs per block, which
- * memory-bound decode hides. s = d * sum(256 * qh + ql) lets the Q4 kernels apply the weight
- * offset (-8 for Q4_0, +m for Q4_1) once per block instead of once per value. */
-typedef struct {
-    float  d;               /* scale of the fine step: amax / 127 / 256 */
-    float  s;               /* d * sum(256 * qh + ql) */
-    int8_t qh[QK];          /* [32] coarse values in -127..127 */
-    int8_t ql[QK];          /* [32] residual in fine steps, -127..127 */
-} block_q8x2;
-_Static_assert(sizeof(block_q8x2) == 72, "block_q8x2 must be 72 bytes");
+/* Activations (internal, never stored) are quantised on the fly to int16 per block of 32 values
+ * (see slm_act in kernels.h): x[j] ~ d * q[j], d = amax / 32767. int8 activations (ggml's Q8_0)
+ * lose the small values of a block that holds an outlier channel: SmolLM2's logits moved by 2.8%
+ * against float64 and its greedy text diverged after 9 tokens. int16 keeps ~15 bits, and on AVX2
+ * an int16 x int16 dot (two vpmaddwd per block) costs the same multiplier uops as an int8 one
+ * (vpmaddubsw + vpmaddwd), so the precision is free. */
+#define QK_ACT_MAX 32767
 
 /* ---- scalar conversions (portable; the AVX2 file uses F16C for whole vectors) ---------------- */
 

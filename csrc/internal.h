@@ -10,4 +10,50 @@
 typedef void (*slm_range_fn)(void *ctx, int64_t start, int64_t end);
 void slm_parallel_for(slm_pool *pool, int64_t n, slm_range_fn fn, void *ctx);
 
+/* Run fn(ctx, ith, nth) on nth threads at once (the pool's threads; 1 when pool is NULL or the
+ * caller is already a pool thread), ith = 0 .. nth-1, and return nth once all have returned.
+ * The members may wait for each other with slm_barrier_wait. */
+typedef void (*slm_team_fn)(void *ctx, int ith, int nth);
+int slm_pool_team(slm_pool *pool, slm_team_fn fn, void *ctx);
+
+/* The nth that slm_pool_team(pool, ...) would use from the calling thread. */
+int slm_pool_team_size(const slm_pool *pool);
+
+/* A spinning barrier for the n members of a team (spins, then yields the core). The last
+ * member to arrive runs last(arg), if given, before any member leaves. */
+typedef struct {
+    _Atomic int arrived, phase;
+    int n;
+} slm_barrier;
+void slm_barrier_init(slm_barrier *b, int n);
+void slm_barrier_wait(slm_barrier *b, void (*last)(void *), void *arg);
+
+/* ---- RoPE and attention pieces (attention.c), for passes that schedule their own work ---- */
+
+/* cos/sin of pairs j0 .. j0+nj-1 at position pos: c[nj], s[nj]. */
+void slm_rope_angles(int32_t pos, int64_t j0, int64_t nj, int64_t head_dim, float base,
+                     float *c, float *s);
+/* Rotate pairs j0 .. j0+nj-1 of every head of one row xr[n_heads, head_dim] by c/s. */
+void slm_rope_apply(float *xr, int64_t n_heads, int64_t head_dim, int64_t j0, int64_t nj,
+                    const float *c, const float *s, int interleaved);
+
+typedef struct {
+    const float *q;          /* row i, head h at q + i*q_stride + h*head_dim (already rotated) */
+    int64_t q_stride;
+    const float *k_cache;    /* [n_kv_heads, max_seq, head_dim], rows 0 .. start_pos+i filled */
+    const float *v_cache;    /* [n_kv_heads, max_seq, head_dim] */
+    float *out;              /* row i, head h at out + i*out_stride + h*head_dim; may alias q */
+    int64_t out_stride;
+    int64_t start_pos, max_seq, n_heads, n_kv_heads, head_dim;
+    float scale;             /* 1/sqrt(head_dim) */
+} slm_attn_args;
+
+/* Floats of scratch that slm_attend needs for hc heads when rows reach n_ctx positions. */
+size_t slm_attend_scratch(int64_t hc, int64_t n_ctx, int64_t head_dim);
+
+/* Causal attention of query row i (position start_pos + i) for query heads h0 .. h0+hc-1, all
+ * of KV head g. */
+void slm_attend(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_t hc,
+                float *scratch);
+
 #endif

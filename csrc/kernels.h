@@ -1,7 +1,8 @@
-/* kernels.h - the table of matmul kernels that dispatch.c picks from at run time.
+/* kernels.h - the table of kernels that dispatch.c picks from at run time, and the activation
+ * rows they read.
  *
- * Every variant (generic C, AVX2, ...) fills one slm_kernels table. slm_matmul only calls through
- * the table, so a variant is a file of its own plus one line in dispatch.c.
+ * Every variant (generic C, AVX2, ...) fills one slm_kernels table. Callers only go through the
+ * table, so a variant is a file of its own plus one line in dispatch.c.
  */
 #ifndef SLMKIT_KERNELS_H
 #define SLMKIT_KERNELS_H
@@ -9,15 +10,27 @@
 #include "internal.h"
 #include "blocks.h"
 
-/* Quantise one activation row x[k] to ceil(k/32) blocks y (tail zero-padded). Every variant
- * must give bit-identical blocks, so that SIMD and reference results can be compared tightly. */
-typedef void (*slm_quantize_act_fn)(const float *x, block_q8x2 *y, int64_t k);
+/* Activation rows as the gemm kernels read them. Float weights (F32/F16/BF16) read f; quantised
+ * weights read int16 blocks: row i, block b is q[(i*nb + b)*32 .. +32] (64-byte aligned, tail of
+ * the last block zero), x ~ d[i*nb + b] * q, and s[i*nb + b] = d * sum(q) (Q4_1 adds its
+ * per-block minimum times the block's activation sum). */
+typedef struct {
+    const float *f;       /* [m, k] float rows, or NULL */
+    const int16_t *q;     /* [m, nb, 32] quantised rows, or NULL */
+    const float *d, *s;   /* [m, nb] block scales and scaled sums */
+    int64_t k, nb;        /* values per row, blocks per row = ceil(k / 32) */
+} slm_act;
 
-/* y[i*ys + j] = dot(x row i, w row j) for i < m, j < n.
- *   w: n rows of ws bytes in the weight type; x: m rows of xs bytes, float32 [k] for float
- *   weights or block_q8x2 [ceil(k/32)] for quantised weights. */
-typedef void (*slm_gemm_fn)(const void *w, size_t ws, const void *x, size_t xs,
-                            float *y, size_t ys, int64_t m, int64_t n, int64_t k);
+/* Quantise one activation row x[k] into q[nb*32], d[nb], s[nb]. Every variant must give
+ * bit-identical results, so that SIMD and reference gemms see the same inputs. */
+typedef void (*slm_quantize_act_fn)(const float *x, int16_t *q, float *d, float *s, int64_t k);
+
+/* Rows i0 .. i0+m-1 of x times weight rows 0 .. n-1:
+ *   y[i*ys + j] = dot(x row i0+i, w row j)       (acc = 0)
+ *   y[i*ys + j] += dot(x row i0+i, w row j)      (acc = 1)
+ * w: n rows of ws bytes in the weight type. */
+typedef void (*slm_gemm_fn)(const void *w, size_t ws, const slm_act *x, int64_t i0,
+                            float *y, size_t ys, int64_t m, int64_t n, int acc);
 
 /* Machine-limit probes (probe.c times them): read bytes (a multiple of 128) of p and return
  * something that depends on every byte; run iters rounds of PROBE_INT8_DOTS independent
@@ -42,5 +55,36 @@ extern const slm_kernels slm_kernels_avx2;       /* matmul_avx2.c */
 
 /* The variant in use (dispatch.c); chosen on first call. */
 const slm_kernels *slm_kernels_get(void);
+
+/* The gemm of kt for a weight type, or NULL for an unsupported type. */
+slm_gemm_fn slm_gemm_for(const slm_kernels *kt, int wtype);
+
+static inline int slm_is_quantized(int wtype) {
+    return wtype == SLM_Q8_0 || wtype == SLM_Q4_0 || wtype == SLM_Q4_1;
+}
+
+/* ---- activation buffers ------------------------------------------------------------------ */
+
+/* Room for `rows` activation rows of k values: float rows and their quantised blocks. */
+typedef struct {
+    float *f;             /* [rows, k] */
+    int16_t *q;           /* [rows, nb, 32], 64-byte aligned */
+    float *d, *s;         /* [rows, nb] */
+    int64_t rows, k, nb;
+} slm_act_buf;
+
+/* Grow buf to hold rows x k (keeps it when big enough). 0 or SLM_E_NOMEM. */
+int  slm_act_buf_reserve(slm_act_buf *buf, int64_t rows, int64_t k);
+void slm_act_buf_free(slm_act_buf *buf);
+
+/* Quantise rows r0 .. r1-1 of src[rows, k] (buf->f or any other rows) into buf's blocks. */
+void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
+                           int64_t r0, int64_t r1);
+
+/* The view of buf that a gemm reads, for rows of length k. */
+static inline slm_act slm_act_view(const slm_act_buf *buf, int64_t k) {
+    slm_act a = { buf->f, buf->q, buf->d, buf->s, k, (k + QK - 1) / QK };
+    return a;
+}
 
 #endif

@@ -1,4 +1,5 @@
-/* matmul.c - slm_matmul (y = x @ W^T) driver and the plain-C reference kernels.
+/* matmul.c - slm_matmul (y = x @ W^T): the plain-C reference kernels, activation buffers and the
+ * driver.
  *
  * The driver quantises each activation row once (for quantised W), then splits the output into
  * tasks of whole weight-row groups (and groups of activation rows when n alone is too small to
@@ -7,32 +8,30 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "kernels.h"
 
 /* ---- reference kernels ------------------------------------------------------------------- */
 
-/* Activation quantisation, two levels (see block_q8x2). t = x / (amax/127) is rounded to qh;
- * t - qh is exact in float, and so is its product with 256, so ql = round(256 * (t - qh)) has no
- * rounding step that a compiler could fuse differently. nearbyintf rounds half to even, like the
- * SIMD round instructions, so all variants produce the same bits. */
-static void quantize_act_generic(const float *x, block_q8x2 *y, int64_t k) {
+/* d = amax / 32767 and q = round-half-even(x / d). x * (1/d) is one rounding in every variant
+ * (no fused step a compiler could form differently) and nearbyintf rounds like the SIMD round
+ * instructions, so all variants produce the same bits. */
+static void quantize_act_generic(const float *x, int16_t *q, float *d, float *s, int64_t k) {
     for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
         float v[QK];                                  /* [32] block, zero-padded past k */
         for (int j = 0; j < QK; j++) v[j] = b * QK + j < k ? x[b * QK + j] : 0.0f;
         float amax = 0.0f;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(v[j]));
-        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        float db = amax / (float)QK_ACT_MAX, id = db != 0.0f ? 1.0f / db : 0.0f;
         int sum = 0;
         for (int j = 0; j < QK; j++) {
-            float t = v[j] * id, h = nearbyintf(t);
-            int l = (int)nearbyintf((t - h) * 256.0f);
-            l = l > 127 ? 127 : l < -127 ? -127 : l;  /* |t - h| <= 1/2: only +-128 clips */
-            y[b].qh[j] = (int8_t)h;
-            y[b].ql[j] = (int8_t)l;
-            sum += 256 * (int)h + l;
+            float t = nearbyintf(v[j] * id);
+            int qi = t > QK_ACT_MAX ? QK_ACT_MAX : t < -QK_ACT_MAX ? -QK_ACT_MAX : (int)t;
+            q[b * QK + j] = (int16_t)qi;
+            sum += qi;
         }
-        y[b].d = d * (1.0f / 256.0f);
-        y[b].s = y[b].d * (float)sum;
+        d[b] = db;
+        s[b] = db * (float)sum;
     }
 }
 
@@ -54,66 +53,70 @@ static float dot_bf16_generic(const uint16_t *w, const float *x, int64_t k) {
     return sum;
 }
 
-/* Integer dot of one weight block (32 values w[j], as ints) with a block_q8x2. */
-#define DOT_Q8X2(wj, xb, isum)                                                                  \
-    do {                                                                                        \
-        int hi_ = 0, lo_ = 0;                                                                   \
-        for (int j = 0; j < QK; j++) { hi_ += (wj) * (xb).qh[j]; lo_ += (wj) * (xb).ql[j]; }    \
-        (isum) = 256 * hi_ + lo_;                                                               \
-    } while (0)
-
 /* Q4 value j of a block: low nibbles hold elements 0..15, high nibbles 16..31. */
 #define NIBBLE(qs, j) ((j) < QK / 2 ? (qs)[j] & 15 : (qs)[(j) - QK / 2] >> 4)
 
-static float dot_q8_0_generic(const block_q8_0 *w, const block_q8x2 *x, int64_t nb) {
+/* Dots of one weight row with activation row i of x; integer sums per block, then scaled. */
+static float dot_q8_0_generic(const block_q8_0 *w, const slm_act *x, int64_t i) {
     float sum = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        int isum;
-        DOT_Q8X2(w[b].qs[j], x[b], isum);
-        sum += slm_fp16_to_fp32(w[b].d) * x[b].d * (float)isum;
+    for (int64_t b = 0; b < x->nb; b++) {
+        const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
+        int isum = 0;
+        for (int j = 0; j < QK; j++) isum += w[b].qs[j] * q[j];
+        sum += slm_fp16_to_fp32(w[b].d) * x->d[i * x->nb + b] * (float)isum;
     }
     return sum;
 }
 
-static float dot_q4_0_generic(const block_q4_0 *w, const block_q8x2 *x, int64_t nb) {
+static float dot_q4_0_generic(const block_q4_0 *w, const slm_act *x, int64_t i) {
     float sum = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        int isum;
-        DOT_Q8X2(NIBBLE(w[b].qs, j), x[b], isum);
-        /* sum_j d*(q_j - 8) * x_j = d*dx*isum - 8*d*s */
-        float d = slm_fp16_to_fp32(w[b].d);
-        sum += d * x[b].d * (float)isum + -8.0f * d * x[b].s;
+    for (int64_t b = 0; b < x->nb; b++) {
+        const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
+        int isum = 0;
+        for (int j = 0; j < QK; j++) isum += (NIBBLE(w[b].qs, j) - 8) * q[j];
+        sum += slm_fp16_to_fp32(w[b].d) * x->d[i * x->nb + b] * (float)isum;
     }
     return sum;
 }
 
-static float dot_q4_1_generic(const block_q4_1 *w, const block_q8x2 *x, int64_t nb) {
+static float dot_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i) {
     float sum = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        int isum;
-        DOT_Q8X2(NIBBLE(w[b].qs, j), x[b], isum);
+    for (int64_t b = 0; b < x->nb; b++) {
+        const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
+        int isum = 0;
+        for (int j = 0; j < QK; j++) isum += NIBBLE(w[b].qs, j) * q[j];
         /* sum_j (d*q_j + m) * x_j = d*dx*isum + m*s */
-        sum += slm_fp16_to_fp32(w[b].d) * x[b].d * (float)isum + slm_fp16_to_fp32(w[b].m) * x[b].s;
+        sum += slm_fp16_to_fp32(w[b].d) * x->d[i * x->nb + b] * (float)isum +
+               slm_fp16_to_fp32(w[b].m) * x->s[i * x->nb + b];
     }
     return sum;
 }
 
-/* One gemm per weight type: every (i, j) pair through the dot above. */
-#define GEMM_GENERIC(name, wtype_t, xtype_t, len)                                              \
-    static void gemm_##name##_generic(const void *w, size_t ws, const void *x, size_t xs,     \
-                                      float *y, size_t ys, int64_t m, int64_t n, int64_t k) { \
+#define STORE(y, v, acc) ((acc) ? (*(y) += (v)) : (*(y) = (v)))
+
+#define GEMM_FLOAT_GENERIC(name, wtype_t)                                                      \
+    static void gemm_##name##_generic(const void *w, size_t ws, const slm_act *x, int64_t i0,  \
+                                      float *y, size_t ys, int64_t m, int64_t n, int acc) {    \
         for (int64_t i = 0; i < m; i++)                                                        \
             for (int64_t j = 0; j < n; j++)                                                    \
-                y[i * ys + j] = dot_##name##_generic(                                          \
-                    (const wtype_t *)((const uint8_t *)w + j * ws),                            \
-                    (const xtype_t *)((const uint8_t *)x + i * xs), len);                      \
+                STORE(&y[i * ys + j], dot_##name##_generic(                                    \
+                          (const wtype_t *)((const uint8_t *)w + j * ws),                      \
+                          x->f + (i0 + i) * x->k, x->k), acc);                                 \
     }
-GEMM_GENERIC(f32, float, float, k)
-GEMM_GENERIC(f16, uint16_t, float, k)
-GEMM_GENERIC(bf16, uint16_t, float, k)
-GEMM_GENERIC(q8_0, block_q8_0, block_q8x2, (k + QK - 1) / QK)
-GEMM_GENERIC(q4_0, block_q4_0, block_q8x2, (k + QK - 1) / QK)
-GEMM_GENERIC(q4_1, block_q4_1, block_q8x2, (k + QK - 1) / QK)
+#define GEMM_QUANT_GENERIC(name, block_t)                                                      \
+    static void gemm_##name##_generic(const void *w, size_t ws, const slm_act *x, int64_t i0,  \
+                                      float *y, size_t ys, int64_t m, int64_t n, int acc) {    \
+        for (int64_t i = 0; i < m; i++)                                                        \
+            for (int64_t j = 0; j < n; j++)                                                    \
+                STORE(&y[i * ys + j], dot_##name##_generic(                                    \
+                          (const block_t *)((const uint8_t *)w + j * ws), x, i0 + i), acc);    \
+    }
+GEMM_FLOAT_GENERIC(f32, float)
+GEMM_FLOAT_GENERIC(f16, uint16_t)
+GEMM_FLOAT_GENERIC(bf16, uint16_t)
+GEMM_QUANT_GENERIC(q8_0, block_q8_0)
+GEMM_QUANT_GENERIC(q4_0, block_q4_0)
+GEMM_QUANT_GENERIC(q4_1, block_q4_1)
 
 /* ---- probes (plain C; the compiler may vectorise them) -------------------------------------- */
 
@@ -150,9 +153,55 @@ const slm_kernels slm_kernels_generic = {
     .probe_read = probe_read_generic, .probe_int8 = probe_int8_generic,
 };
 
+slm_gemm_fn slm_gemm_for(const slm_kernels *kt, int wtype) {
+    switch (wtype) {
+    case SLM_F32:  return kt->gemm_f32;
+    case SLM_F16:  return kt->gemm_f16;
+    case SLM_BF16: return kt->gemm_bf16;
+    case SLM_Q8_0: return kt->gemm_q8_0;
+    case SLM_Q4_0: return kt->gemm_q4_0;
+    case SLM_Q4_1: return kt->gemm_q4_1;
+    default:       return NULL;
+    }
+}
+
+/* ---- activation buffers ------------------------------------------------------------------ */
+
+int slm_act_buf_reserve(slm_act_buf *buf, int64_t rows, int64_t k) {
+    if (rows <= buf->rows && k <= buf->k) return SLM_OK;
+    int64_t r = rows > buf->rows ? rows : buf->rows, kk = k > buf->k ? k : buf->k;
+    int64_t nbb = (kk + QK - 1) / QK;
+    slm_act_buf_free(buf);
+    size_t qbytes = (size_t)(r * nbb) * QK * sizeof(int16_t);   /* a multiple of 64 */
+    buf->f = malloc((size_t)(r * kk) * sizeof(float));
+    buf->q = aligned_alloc(64, qbytes ? qbytes : 64);
+    buf->d = malloc((size_t)(r * nbb) * sizeof(float));
+    buf->s = malloc((size_t)(r * nbb) * sizeof(float));
+    if (!buf->f || !buf->q || !buf->d || !buf->s) { slm_act_buf_free(buf); return SLM_E_NOMEM; }
+    buf->rows = r;
+    buf->k = kk;
+    buf->nb = nbb;
+    return SLM_OK;
+}
+
+void slm_act_buf_free(slm_act_buf *buf) {
+    free(buf->f);
+    free(buf->q);
+    free(buf->d);
+    free(buf->s);
+    memset(buf, 0, sizeof *buf);
+}
+
+void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
+                           int64_t r0, int64_t r1) {
+    int64_t nb = (k + QK - 1) / QK;
+    for (int64_t r = r0; r < r1; r++)
+        kt->quantize_act(src + r * k, buf->q + r * nb * QK, buf->d + r * nb, buf->s + r * nb, k);
+}
+
 /* ---- driver ------------------------------------------------------------------------------ */
 
-#define N_UNIT 8    /* weight rows per task unit: a multiple of every SIMD tile width */
+#define N_UNIT 16   /* weight rows per task unit: a multiple of every SIMD tile width */
 #define M_UNIT 64   /* activation rows per task unit, when rows of x are split too */
 
 typedef struct {
@@ -160,20 +209,18 @@ typedef struct {
     slm_gemm_fn gemm;
     const uint8_t *w;     /* [n, ws] weights */
     size_t ws;
-    const uint8_t *x;     /* [m, xs] activations: float rows or quantised block_q8x2 rows */
-    size_t xs;
+    const float *xf;      /* [m, k] float activations */
+    slm_act x;            /* what the gemm reads: xf, or its quantised copy in buf */
+    slm_act_buf *buf;
     float *y;             /* [m, n] output */
     int64_t m, n, k;
     int64_t n_units;      /* tasks along n (N_UNIT weight rows each) */
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
-    const float *xf;      /* [m, k] float activations (for parallel quantisation) */
-    block_q8x2 *xq;       /* [m, nb] quantised activations */
 } matmul_ctx;
 
 static void quantize_rows_task(void *p, int64_t r0, int64_t r1) {
     matmul_ctx *c = p;
-    int64_t nb = (c->k + QK - 1) / QK;
-    for (int64_t r = r0; r < r1; r++) c->kt->quantize_act(c->xf + r * c->k, c->xq + r * nb, c->k);
+    slm_act_quantize_rows(c->kt, c->xf, c->buf, c->k, r0, r1);
 }
 
 /* Task t covers activation rows of unit t / n_units and weight rows of unit t % n_units;
@@ -186,8 +233,8 @@ static void gemm_task(void *p, int64_t t0, int64_t t1) {
         if ((mu + 1) * c->n_units > t1) nu1 = t1 - mu * c->n_units;
         int64_t i0 = mu * c->m_unit, i1 = i0 + c->m_unit < c->m ? i0 + c->m_unit : c->m;
         int64_t j0 = nu0 * N_UNIT, j1 = nu1 * N_UNIT < c->n ? nu1 * N_UNIT : c->n;
-        c->gemm(c->w + j0 * c->ws, c->ws, c->x + i0 * c->xs, c->xs, c->y + i0 * c->n + j0,
-                (size_t)c->n, i1 - i0, j1 - j0, c->k);
+        c->gemm(c->w + j0 * c->ws, c->ws, &c->x, i0, c->y + i0 * c->n + j0, (size_t)c->n,
+                i1 - i0, j1 - j0, 0);
         t0 += nu1 - nu0;
     }
 }
@@ -195,32 +242,22 @@ static void gemm_task(void *p, int64_t t0, int64_t t1) {
 int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                int64_t m, int64_t n, int64_t k) {
     if (m < 0 || n < 0 || k < 0) return SLM_E_SHAPE;
-    size_t ws = slm_row_size(wtype, k);
     const slm_kernels *kt = slm_kernels_get();
-    slm_gemm_fn gemm;
-    switch (wtype) {
-    case SLM_F32:  gemm = kt->gemm_f32; break;
-    case SLM_F16:  gemm = kt->gemm_f16; break;
-    case SLM_BF16: gemm = kt->gemm_bf16; break;
-    case SLM_Q8_0: gemm = kt->gemm_q8_0; break;
-    case SLM_Q4_0: gemm = kt->gemm_q4_0; break;
-    case SLM_Q4_1: gemm = kt->gemm_q4_1; break;
-    default: return SLM_E_TYPE;
-    }
+    slm_gemm_fn gemm = slm_gemm_for(kt, wtype);
+    if (!gemm) return SLM_E_TYPE;
     if (m == 0 || n == 0) return SLM_OK;
 
-    matmul_ctx c = { .kt = kt, .gemm = gemm, .w = w, .ws = ws, .x = (const uint8_t *)x,
-                     .xs = (size_t)k * sizeof(float), .y = y, .m = m, .n = n, .k = k, .xf = x };
-    int quantised = wtype == SLM_Q8_0 || wtype == SLM_Q4_0 || wtype == SLM_Q4_1;
-    if (quantised) {
-        int64_t nb = (k + QK - 1) / QK;
-        size_t bytes = (size_t)m * (size_t)nb * sizeof(block_q8x2);
-        c.xq = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);     /* [m, nb] */
-        if (!c.xq) return SLM_E_NOMEM;
+    matmul_ctx c = { .kt = kt, .gemm = gemm, .w = w, .ws = slm_row_size(wtype, k),
+                     .xf = x, .y = y, .m = m, .n = n, .k = k };
+    c.x.f = x;
+    c.x.k = k;
+    slm_act_buf buf = {0};                   /* its float rows stay unused: x is read directly */
+    if (slm_is_quantized(wtype)) {
+        if (slm_act_buf_reserve(&buf, m, k)) return SLM_E_NOMEM;
+        c.buf = &buf;
         if (m >= 8) slm_parallel_for(pool, m, quantize_rows_task, &c);
         else quantize_rows_task(&c, 0, m);
-        c.x = (const uint8_t *)c.xq;
-        c.xs = (size_t)nb * sizeof(block_q8x2);
+        c.x = slm_act_view(&buf, k);
     }
 
     /* Split over n first (every thread streams its own weights); split over m as well only
@@ -231,6 +268,6 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
     if (nt > 1 && c.n_units < 4 * nt && m > M_UNIT) c.m_unit = M_UNIT;
     int64_t m_units = (m + c.m_unit - 1) / c.m_unit;
     slm_parallel_for(pool, m_units * c.n_units, gemm_task, &c);
-    free(c.xq);
+    slm_act_buf_free(&buf);
     return SLM_OK;
 }

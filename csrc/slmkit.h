@@ -77,9 +77,9 @@ int slm_physical_cores(void);
 /* ---- matmul --------------------------------------------------------------------------------- */
 
 /* y[m, n] = x[m, k] @ W[n, k]^T, W stored in wtype. For quantised W the rows of x are quantised
- * on the fly to two-level int8 blocks (x ~ d * (256 * qh + ql) per 32 values, about 15 bits,
- * so outlier channels do not wipe out the small values of their block) and the dot products
- * run in integers. pool may be NULL (one thread).
+ * on the fly to int16 blocks (x ~ d * q per 32 values, d = amax / 32767, so outlier channels do
+ * not wipe out the small values of their block) and the dot products run in integers. pool may
+ * be NULL (one thread).
  * y must not alias x. */
 int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                int64_t m, int64_t n, int64_t k);
@@ -133,6 +133,48 @@ int slm_attention(slm_pool *pool, const float *q, const float *k_new, const floa
                   float *k_cache, float *v_cache, float *out,
                   int64_t m, int64_t start_pos, int64_t max_seq,
                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);
+
+/* ---- a whole Llama-family forward pass (llama.c) ----------------------------------------- */
+
+/* A weight matrix [n, k]: n rows of k values in `type` (n and k follow from the config). */
+typedef struct {
+    int type;               /* enum slm_type */
+    const void *data;       /* [n, slm_row_size(type, k)] bytes; must outlive the model */
+    const float *bias;      /* [n], or NULL */
+} slm_weight;
+
+typedef struct {
+    const float *attn_norm; /* [dim] */
+    const float *ffn_norm;  /* [dim] */
+    slm_weight q;           /* [n_heads*head_dim, dim] */
+    slm_weight k, v;        /* [n_kv_heads*head_dim, dim] */
+    slm_weight o;           /* [dim, n_heads*head_dim] */
+    slm_weight gate, up;    /* [ffn_dim, dim] */
+    slm_weight down;        /* [dim, ffn_dim] */
+} slm_llama_layer;
+
+typedef struct {
+    int64_t dim, ffn_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab;
+    float norm_eps, rope_base;
+    int rope_interleaved;   /* 1: pairs (2j, 2j+1); 0: pairs (j, j + head_dim/2) */
+} slm_llama_config;
+
+typedef struct slm_llama slm_llama;
+
+/* Describe a model: embed [vocab, dim], norm [dim], head [vocab, dim] (may be the embedding),
+ * layers [n_layers]. Only the descriptors are copied, never the weights. Writes *out and returns
+ * 0, or SLM_E_SHAPE / SLM_E_TYPE (unsupported weight type, missing tensor) / SLM_E_NOMEM. */
+int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const float *norm,
+                  const slm_weight *head, const slm_llama_layer *layers, slm_llama **out);
+void slm_llama_free(slm_llama *model);
+
+/* Feed tokens[m] at positions start_pos .. start_pos+m-1: their keys and values go into the
+ * caches (k_cache[l], v_cache[l]: [n_kv_heads, max_seq, head_dim] for every layer l), and the
+ * logits of the last row ([vocab]), or of every row ([m, vocab]) when all_logits, into logits.
+ * Returns SLM_E_SHAPE for a token id outside the vocabulary or a context overflow. */
+int slm_llama_forward(slm_llama *model, slm_pool *pool, const int32_t *tokens, int64_t m,
+                      int64_t start_pos, float *const *k_cache, float *const *v_cache,
+                      int64_t max_seq, float *logits, int all_logits);
 
 /* SLMKIT_CDEF_END */
 

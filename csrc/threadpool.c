@@ -8,8 +8,13 @@
  * whole call. Workers and caller spin briefly before sleeping (decode calls parallel_for
  * hundreds of times per token and a futex wake costs more than a short spin); an idle pool
  * sleeps.
+ *
+ * Team jobs (slm_pool_team) run one function on every thread at once, each with its own index,
+ * for passes that synchronise with slm_barrier_wait between steps (a whole forward pass): each
+ * thread then claims at most one chunk, so no thread ever runs two team members.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +42,7 @@ struct slm_pool {
     void *ctx;
     int64_t n;
     int64_t n_chunks;                  /* caller's copy of the chunk count */
+    int one_each;                      /* team job: a thread runs at most one chunk */
     /* generation << 32 | chunk count << 16 | next chunk: everything a worker must check before
      * it may touch fn/ctx/n, in one word, so a late worker never reads a half-written job */
     atomic_uint_fast64_t claim;
@@ -58,11 +64,13 @@ static void run_chunks(slm_pool *p, uint64_t gen) {
         int64_t c = (int64_t)(v & 0xffff), nc = (int64_t)((v >> 16) & 0xffff);
         int64_t start = p->n * c / nc, end = p->n * (c + 1) / nc;
         if (start < end) p->fn(p->ctx, start, end);
+        int one_each = p->one_each;              /* read before the job can be replaced */
         if (atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) + 1 == nc) {
             pthread_mutex_lock(&p->mu);          /* last chunk: wake the caller if it sleeps */
             pthread_cond_signal(&p->done_cv);
             pthread_mutex_unlock(&p->mu);
         }
+        if (one_each) return;
         v = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
 }
@@ -132,15 +140,15 @@ void slm_pool_free(slm_pool *pool) {
 
 int slm_pool_size(const slm_pool *pool) { return pool ? pool->n_threads : 1; }
 
-void slm_parallel_for(slm_pool *pool, int64_t n, slm_range_fn fn, void *ctx) {
-    if (n <= 0) return;
-    if (!pool || pool->n_threads == 1 || n == 1 || tl_in_pool) { fn(ctx, 0, n); return; }
-    slm_pool *p = pool;
+/* Publish a job of n_chunks chunks over [0, n), take part in it, and wait for its end. */
+static void run_job(slm_pool *p, int64_t n, int64_t n_chunks, int one_each, slm_range_fn fn,
+                    void *ctx) {
     pthread_mutex_lock(&p->call_mu);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    p->n_chunks = n < (int64_t)p->n_threads * CHUNKS_PER_THREAD ? n : (int64_t)p->n_threads * CHUNKS_PER_THREAD;
+    p->n_chunks = n_chunks;
+    p->one_each = one_each;
     atomic_store(&p->done, 0);
     uint64_t gen = (atomic_load(&p->claim) >> 32) + 1;
     pthread_mutex_lock(&p->mu);                  /* so no sleeping worker misses the wake-up */
@@ -162,6 +170,57 @@ void slm_parallel_for(slm_pool *pool, int64_t n, slm_range_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->call_mu);
+}
+
+void slm_parallel_for(slm_pool *pool, int64_t n, slm_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (!pool || pool->n_threads == 1 || n == 1 || tl_in_pool) { fn(ctx, 0, n); return; }
+    int64_t most = (int64_t)pool->n_threads * CHUNKS_PER_THREAD;
+    run_job(pool, n, n < most ? n : most, 0, fn, ctx);
+}
+
+typedef struct { slm_team_fn fn; void *ctx; int nth; } team_job;
+
+static void team_member(void *p, int64_t ith, int64_t end) {
+    team_job *t = p;
+    (void)end;
+    t->fn(t->ctx, (int)ith, t->nth);
+}
+
+int slm_pool_team(slm_pool *pool, slm_team_fn fn, void *ctx) {
+    if (!pool || pool->n_threads == 1 || tl_in_pool) { fn(ctx, 0, 1); return 1; }
+    team_job t = { fn, ctx, pool->n_threads };
+    run_job(pool, pool->n_threads, pool->n_threads, 1, team_member, &t);
+    return t.nth;
+}
+
+int slm_pool_team_size(const slm_pool *pool) {
+    return !pool || tl_in_pool ? 1 : pool->n_threads;
+}
+
+/* ---- barrier ---------------------------------------------------------------------------------- */
+
+#define BARRIER_SPINS 4000    /* polls before yielding the core to another runnable thread */
+
+void slm_barrier_init(slm_barrier *b, int n) {
+    atomic_init(&b->arrived, 0);
+    atomic_init(&b->phase, 0);
+    b->n = n;
+}
+
+void slm_barrier_wait(slm_barrier *b, void (*last)(void *), void *arg) {
+    if (b->n <= 1) { if (last) last(arg); return; }
+    int phase = atomic_load_explicit(&b->phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        if (last) last(arg);
+        atomic_store_explicit(&b->phase, phase + 1, memory_order_release);
+        return;
+    }
+    for (int i = 0; atomic_load_explicit(&b->phase, memory_order_acquire) == phase; i++) {
+        if (i < BARRIER_SPINS) cpu_relax();
+        else sched_yield();
+    }
 }
 
 /* Unique (physical_package_id, core_id) pairs under /sys; logical CPUs if that is unreadable. */

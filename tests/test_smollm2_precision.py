@@ -1,5 +1,5 @@
 """Issue 3 acceptance on the real SmolLM2-135M-Instruct GGUF: the C backend (int kernels with
-two-level int8 activations) against the numpy float64 backend on the same GGUF weights.
+int16 activation blocks) against the numpy float64 backend on the same GGUF weights.
 
 - last-position logits of a fixed prompt agree within 2% relative L2 error;
 - the first 32 greedy tokens are the same. The C backend generates them (prefill + KV-cache

@@ -232,3 +232,65 @@ def attention(q: np.ndarray, k_new: np.ndarray, v_new: np.ndarray, k_cache: np.n
                              _ptr(v_cache), _ptr(out), m, start_pos, max_seq, n_heads, n_kv_heads,
                              head_dim), "attention")
     return out
+
+
+# ---- a whole Llama-family forward pass --------------------------------------------------------
+
+class LlamaForward:
+    """slm_llama: the C forward pass over weights that stay where they are (memory-mapped arrays;
+    this object keeps them alive). weights: embed / norm / head and per-layer dicts of
+    (wtype, data, bias) tuples and norm vectors, as backends/cpu.py prepares them."""
+
+    LINEARS = ("q", "k", "v", "o", "gate", "up", "down")
+
+    def __init__(self, config: dict, embed, norm, head, layers):
+        self._keep = []                       # every array C points into
+        cfg = ffi.new("slm_llama_config *", config)
+        c_layers = ffi.new("slm_llama_layer[]", len(layers))
+        for i, layer in enumerate(layers):
+            c_layers[i].attn_norm = self._floats(layer["attn_norm"])
+            c_layers[i].ffn_norm = self._floats(layer["ffn_norm"])
+            for name in self.LINEARS:
+                self._fill(getattr(c_layers[i], name), *layer[name])
+        c_embed, c_head = ffi.new("slm_weight *"), ffi.new("slm_weight *")
+        self._fill(c_embed, *embed)
+        self._fill(c_head, *head)
+        out = ffi.new("slm_llama **")
+        _check(lib.slm_llama_new(cfg, c_embed, self._floats(norm), c_head, c_layers, out),
+               "llama forward: describe the model")
+        self.ptr = ffi.gc(out[0], lib.slm_llama_free)
+        self.vocab = config["vocab"]
+
+    def _floats(self, a: np.ndarray):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        self._keep.append(a)
+        return _ptr(a)
+
+    def _fill(self, c_weight, wtype, data: np.ndarray, bias=None) -> None:
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        self._keep.append(data)
+        c_weight.type = type_id(wtype)
+        c_weight.data = _ptr(data, "void *")
+        c_weight.bias = ffi.NULL if bias is None else self._floats(bias)
+
+    @staticmethod
+    def cache_pointers(layers):
+        """The float *[] arrays of per-layer K and V caches ([n_kv, max_seq, head_dim] float32)."""
+        for k, v in layers:
+            for a in (k, v):
+                if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+                    raise TypeError("KV caches must be writable C-contiguous float32 arrays")
+        return (ffi.new("float *[]", [_ptr(k) for k, _ in layers]),
+                ffi.new("float *[]", [_ptr(v) for _, v in layers]))
+
+    def forward(self, ids: np.ndarray, start_pos: int, caches, max_seq: int, pool: Pool | None,
+                all_logits: bool) -> np.ndarray:
+        """Logits [len(ids), vocab] (all_logits) or [vocab]; caches from cache_pointers()."""
+        ids = np.ascontiguousarray(ids, dtype=np.int32)
+        m = ids.shape[0]
+        out = np.empty((m if all_logits else 1, self.vocab), dtype=np.float32)
+        _check(lib.slm_llama_forward(self.ptr, _pool_ptr(pool), _ptr(ids, "int32_t *"), m,
+                                     start_pos, caches[0], caches[1], max_seq, _ptr(out),
+                                     int(bool(all_logits))), "llama forward")
+        return out if all_logits else out[0]

@@ -55,5 +55,11 @@ class Backend(ABC):
         shape = (n_kv_heads, max_seq, head_dim)
         return np.zeros(shape, dtype=self.dtype), np.zeros(shape, dtype=self.dtype)
 
+    def compile_llama(self, model):
+        """A whole forward pass of a models.llama.LlamaModel in one call, for backends that have
+        one: an object with forward(ids, cache, all_logits) -> logits. None (the default): the
+        model runs op by op through the methods above."""
+        return None
+
     def info(self) -> dict:
         return {"backend": self.name}

@@ -80,5 +80,36 @@ class CpuBackend(Backend):
     def add_(self, x, y):
         _native.add_(x, y)
 
+    def compile_llama(self, model):
+        return CompiledLlama(model, self)
+
     def info(self) -> dict:
         return {"backend": self.name, "kernel": _native.kernel_name(), "threads": self.threads}
+
+
+class CompiledLlama:
+    """The Llama forward pass as one C call (csrc/llama.c) over the weights prepare() made."""
+
+    def __init__(self, model, backend: CpuBackend):
+        cfg = model.config
+
+        def weight(w):
+            w, bias = w if isinstance(w, tuple) else (w, None)
+            return w.wtype, w.data, bias
+
+        layers = [{name: (weight(w) if isinstance(w, (Weight, tuple)) else w)
+                   for name, w in layer.items()} for layer in model.layers]
+        config = dict(dim=cfg.hidden_size, ffn_dim=cfg.intermediate_size,
+                      n_layers=cfg.num_hidden_layers, n_heads=cfg.num_attention_heads,
+                      n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
+                      vocab=cfg.vocab_size, norm_eps=cfg.rms_norm_eps, rope_base=cfg.rope_theta,
+                      rope_interleaved=int(cfg.rope_interleaved))
+        self.native = _native.LlamaForward(config, weight(model.embed_tokens), model.norm,
+                                           weight(model.lm_head), layers)
+        self.pool = backend.pool
+
+    def forward(self, ids: np.ndarray, cache, all_logits: bool) -> np.ndarray:
+        if cache.handle is None:
+            cache.handle = _native.LlamaForward.cache_pointers(cache.layers)
+        return self.native.forward(ids, cache.pos, cache.handle, cache.max_seq, self.pool,
+                                   all_logits)

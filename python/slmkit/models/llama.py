@@ -19,6 +19,8 @@ class KVCache:
     layers: list
     max_seq: int
     pos: int = 0
+    handle: object = None      # what a compiled forward pass keeps about these arrays
+
 
     def reset(self, pos: int = 0) -> None:
         self.pos = pos
@@ -59,6 +61,7 @@ class LlamaModel:
             self.lm_head = self.embed_tokens
         else:
             self.lm_head = prep(ckpt["lm_head.weight"])
+        self.compiled = backend.compile_llama(self)
 
     def new_cache(self, max_seq: int | None = None) -> KVCache:
         cfg = self.config
@@ -74,19 +77,29 @@ class LlamaModel:
         "down"), for calibration."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         m, start = ids.shape[0], cache.pos
+        if m == 0:
+            raise ValueError("forward: no token ids to feed")
         if start + m > cache.max_seq:
             raise ValueError(f"context overflow: {start} + {m} tokens exceed the context of "
                              f"{cache.max_seq}")
+        if self.compiled is not None and observe is None:
+            self.check_ids(ids)
+            logits = self.compiled.forward(ids, cache, all_logits)          # [m or 1, vocab]
+            cache.pos = start + m
+            return logits
         x = self.embed(ids)                                                 # [m, dim]
         for i in range(len(self.layers)):
             x = self.layer_forward(i, x, cache.layers[i], start, observe)
         cache.pos = start + m
         return self.head(x if all_logits else x[-1:], all_logits)
 
-    def embed(self, ids: np.ndarray) -> np.ndarray:
+    def check_ids(self, ids: np.ndarray) -> None:
         vocab = self.config.vocab_size
-        if ids.min() < 0 or ids.max() >= vocab:
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
             raise ValueError(f"token id out of range [0, {vocab}): {ids.min()}..{ids.max()}")
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        self.check_ids(ids)
         return self.backend.embed(self.embed_tokens, ids)
 
     def layer_forward(self, i: int, x: np.ndarray, kv, start: int, observe=None) -> np.ndarray:

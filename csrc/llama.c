@@ -1,0 +1,375 @@
+/* llama.c - a whole forward pass of a Llama-family decoder (Llama, Mistral, Qwen2, SmolLM) in C.
+ *
+ * Python describes the weights once (slm_llama_new: pointers into the memory-mapped file, nothing
+ * is copied) and calls slm_llama_forward for every prefill or decode step, so a token costs one
+ * call into C instead of a dozen per layer.
+ *
+ * The pass runs as one team on the pool (slm_pool_team): every thread walks the same list of
+ * steps and takes units of work from a shared counter (a unit = a range of weight rows times a
+ * block of activation rows). Threads meet at a barrier only where a step needs the whole result
+ * of the one before. Per layer:
+ *
+ *   input(rmsnorm)  -> q,k,v units: gemm, bias, RoPE; k and v are written straight into the cache
+ *   -- barrier --   -> attention units (query row x KV head x slice of its query heads)
+ *   -- barrier --   -> input -> o units: gemm added onto the residual x
+ *   -- barrier --   -> input(rmsnorm) -> gate/up units: both gemms for the same rows, then silu*up
+ *   -- barrier --   -> input -> down units: gemm added onto x
+ *   -- barrier --
+ *
+ * "input" quantises the rows a step multiplies by (once, not once per weight). With one or two
+ * rows (decode) every thread makes its own copy, which costs less than a barrier; with more rows
+ * the threads split the rows and meet at a barrier.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels.h"
+
+#define PRIVATE_ROWS 2    /* inputs of at most this many rows are made by every thread */
+#define M_BLOCK 64        /* activation rows per unit (prefill) */
+#define O_UNIT 32         /* weight rows per unit: o and down projections */
+#define FFN_UNIT 64       /* gate/up rows per unit */
+#define HEAD_UNIT 128     /* output-head rows per unit */
+
+struct slm_llama {
+    slm_llama_config cfg;
+    slm_weight embed, head;
+    const float *norm;              /* [dim] */
+    slm_llama_layer *layers;        /* [n_layers] */
+    pthread_mutex_t mu;             /* one forward at a time per model: the scratch is shared */
+    /* scratch, grown on demand */
+    int64_t cap_m, cap_ctx;
+    int cap_threads;
+    slm_act_buf in;                 /* shared step input [m, k_max] */
+    slm_act_buf *own;               /* [cap_threads] private step inputs [PRIVATE_ROWS, k_max] */
+    float *x;                       /* [m, dim] residual stream */
+    float *q;                       /* [m, n_heads*head_dim] rotated queries, then attention out */
+    float *g, *u;                   /* [m, ffn_dim] gate (then silu(gate)*up) and up */
+    float *cos_sin;                 /* [m, 2, head_dim/2] RoPE cos then sin of each row */
+    float *att;                     /* [cap_threads, att_floats] attention scratch */
+    size_t att_floats;
+};
+
+static int64_t max3(int64_t a, int64_t b, int64_t c) {
+    int64_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+static int weight_ok(const slm_weight *w) {
+    return w->data != NULL && slm_gemm_for(&slm_kernels_generic, w->type) != NULL;
+}
+
+int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const float *norm,
+                  const slm_weight *head, const slm_llama_layer *layers, slm_llama **out) {
+    *out = NULL;
+    if (cfg->dim <= 0 || cfg->ffn_dim <= 0 || cfg->n_layers <= 0 || cfg->n_heads <= 0 ||
+        cfg->n_kv_heads <= 0 || cfg->head_dim <= 0 || cfg->vocab <= 0 ||
+        cfg->n_heads % cfg->n_kv_heads != 0 || cfg->head_dim % 2 != 0)
+        return SLM_E_SHAPE;
+    if (!weight_ok(embed) || !weight_ok(head) || !norm) return SLM_E_TYPE;
+    for (int64_t l = 0; l < cfg->n_layers; l++) {
+        const slm_llama_layer *ly = &layers[l];
+        const slm_weight *ws[7] = { &ly->q, &ly->k, &ly->v, &ly->o, &ly->gate, &ly->up, &ly->down };
+        for (int i = 0; i < 7; i++)
+            if (!weight_ok(ws[i])) return SLM_E_TYPE;
+        if (!ly->attn_norm || !ly->ffn_norm) return SLM_E_TYPE;
+    }
+    slm_llama *md = calloc(1, sizeof *md);
+    if (!md) return SLM_E_NOMEM;
+    md->layers = malloc((size_t)cfg->n_layers * sizeof *md->layers);
+    if (!md->layers) { free(md); return SLM_E_NOMEM; }
+    memcpy(md->layers, layers, (size_t)cfg->n_layers * sizeof *md->layers);
+    md->cfg = *cfg;
+    md->embed = *embed;
+    md->head = *head;
+    md->norm = norm;
+    pthread_mutex_init(&md->mu, NULL);
+    *out = md;
+    return SLM_OK;
+}
+
+static void free_scratch(slm_llama *md) {
+    slm_act_buf_free(&md->in);
+    for (int t = 0; t < md->cap_threads; t++) slm_act_buf_free(&md->own[t]);
+    free(md->own);
+    free(md->x);
+    free(md->q);
+    free(md->g);
+    free(md->u);
+    free(md->cos_sin);
+    free(md->att);
+    md->own = NULL;
+    md->x = md->q = md->g = md->u = md->cos_sin = md->att = NULL;
+    md->cap_m = md->cap_ctx = 0;
+    md->cap_threads = 0;
+}
+
+void slm_llama_free(slm_llama *md) {
+    if (!md) return;
+    free_scratch(md);
+    pthread_mutex_destroy(&md->mu);
+    free(md->layers);
+    free(md);
+}
+
+/* Make the scratch hold m rows, n_ctx positions and nth threads. */
+static int reserve(slm_llama *md, int64_t m, int64_t n_ctx, int nth) {
+    if (m <= md->cap_m && n_ctx <= md->cap_ctx && nth <= md->cap_threads) return SLM_OK;
+    const slm_llama_config *c = &md->cfg;
+    int64_t qd = c->n_heads * c->head_dim;
+    m = m > md->cap_m ? m : md->cap_m;
+    n_ctx = n_ctx > md->cap_ctx ? n_ctx : md->cap_ctx;
+    nth = nth > md->cap_threads ? nth : md->cap_threads;
+    free_scratch(md);
+    int64_t k_max = max3(c->dim, qd, c->ffn_dim);
+    int64_t group = c->n_heads / c->n_kv_heads;
+    md->att_floats = slm_attend_scratch(group, n_ctx, c->head_dim) + 16;
+    md->own = calloc((size_t)nth, sizeof *md->own);
+    md->x = malloc((size_t)(m * c->dim) * sizeof(float));
+    md->q = malloc((size_t)(m * qd) * sizeof(float));
+    md->g = malloc((size_t)(m * c->ffn_dim) * sizeof(float));
+    md->u = malloc((size_t)(m * c->ffn_dim) * sizeof(float));
+    md->cos_sin = malloc((size_t)(m * c->head_dim) * sizeof(float));
+    md->att = malloc((size_t)nth * md->att_floats * sizeof(float));
+    int bad = !md->own || !md->x || !md->q || !md->g || !md->u || !md->cos_sin || !md->att ||
+              slm_act_buf_reserve(&md->in, m, k_max);
+    md->cap_threads = md->own ? nth : 0;
+    for (int t = 0; t < md->cap_threads && !bad; t++)
+        bad = slm_act_buf_reserve(&md->own[t], PRIVATE_ROWS, k_max);
+    if (bad) { free_scratch(md); return SLM_E_NOMEM; }
+    md->cap_m = m;
+    md->cap_ctx = n_ctx;
+    return SLM_OK;
+}
+
+/* ---- the team ------------------------------------------------------------------------------ */
+
+typedef struct {
+    slm_llama *md;
+    const slm_kernels *kt;
+    int64_t m, start_pos, max_seq;
+    float *const *k_cache, *const *v_cache;   /* [n_layers] -> [n_kv_heads, max_seq, head_dim] */
+    float *logits;                            /* [rows_out, vocab] */
+    int all_logits;
+    slm_barrier bar;
+    _Atomic int64_t next;                     /* next unit of the current step */
+} fwd_ctx;
+
+static void reset_units(void *p) {
+    atomic_store_explicit(&((fwd_ctx *)p)->next, 0, memory_order_relaxed);
+}
+
+/* Wait for every thread; the unit counter starts again from 0 for the next step. */
+static void sync_step(fwd_ctx *f) { slm_barrier_wait(&f->bar, reset_units, f); }
+
+static int64_t claim(fwd_ctx *f) {
+    return atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
+}
+
+static void rmsnorm_rows(const float *x, const float *w, float *y, int64_t rows, int64_t d,
+                         float eps) {
+    slm_rmsnorm(x, w, y, rows, d, eps);
+}
+
+/* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
+ * and (when need_q) as int16 blocks. See the banner for who makes it. */
+static slm_act step_input(fwd_ctx *f, int ith, int nth, const float *src, int64_t rows, int64_t k,
+                          const float *norm_w, int need_q) {
+    slm_llama *md = f->md;
+    float eps = md->cfg.norm_eps;
+    slm_act_buf *buf;
+    int64_t r0, r1;
+    if (rows <= PRIVATE_ROWS) {
+        buf = &md->own[ith];
+        r0 = 0;
+        r1 = rows;
+    } else {
+        buf = &md->in;
+        r0 = rows * ith / nth;
+        r1 = rows * (ith + 1) / nth;
+    }
+    const float *fl = src;
+    if (norm_w) {
+        rmsnorm_rows(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, eps);
+        fl = buf->f;
+    }
+    if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+    if (rows > PRIVATE_ROWS) sync_step(f);
+    slm_act a = slm_act_view(buf, k);
+    a.f = fl;
+    return a;
+}
+
+static int any_quantized(const slm_weight *a, const slm_weight *b, const slm_weight *c) {
+    return slm_is_quantized(a->type) || (b && slm_is_quantized(b->type)) ||
+           (c && slm_is_quantized(c->type));
+}
+
+/* y[i*ys + j] (+)= x row i0+i . w row j0+j for i < mi, j < nj; then + bias[j0 + j]. */
+static void linear(const fwd_ctx *f, const slm_weight *w, int64_t k, const slm_act *x, int64_t i0,
+                   int64_t mi, int64_t j0, int64_t nj, float *y, int64_t ys, int acc) {
+    size_t ws = slm_row_size(w->type, k);
+    slm_gemm_for(f->kt, w->type)((const uint8_t *)w->data + j0 * ws, ws, x, i0, y, (size_t)ys,
+                                 mi, nj, acc);
+    if (w->bias)
+        for (int64_t i = 0; i < mi; i++)
+            for (int64_t j = 0; j < nj; j++) y[i * ys + j] += w->bias[j0 + j];
+}
+
+static void rope_rows(const fwd_ctx *f, float *y, int64_t ys, int64_t i0, int64_t mi) {
+    const slm_llama_config *c = &f->md->cfg;
+    int64_t half = c->head_dim / 2;
+    for (int64_t i = 0; i < mi; i++) {
+        const float *cs = f->md->cos_sin + (i0 + i) * c->head_dim;   /* cos[half], sin[half] */
+        slm_rope_apply(y + i * ys, 1, c->head_dim, 0, half, cs, cs + half, c->rope_interleaved);
+    }
+}
+
+static void qkv_step(fwd_ctx *f, int l, const slm_act *x) {
+    const slm_llama_config *c = &f->md->cfg;
+    const slm_llama_layer *ly = &f->md->layers[l];
+    int64_t hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, heads = nh + 2 * nkv;
+    int64_t m = f->m, mblocks = (m + M_BLOCK - 1) / M_BLOCK;
+    for (int64_t u; (u = claim(f)) < mblocks * heads;) {
+        int64_t i0 = (u / heads) * M_BLOCK, mi = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
+        int64_t h = u % heads;
+        if (h < nh) {                                     /* query head h -> q[m, nh*hd] */
+            float *y = f->md->q + i0 * nh * hd + h * hd;
+            linear(f, &ly->q, c->dim, x, i0, mi, h * hd, hd, y, nh * hd, 0);
+            rope_rows(f, y, nh * hd, i0, mi);
+        } else {                                          /* KV head g -> its cache rows */
+            int is_v = h >= nh + nkv;
+            int64_t g = h - nh - (is_v ? nkv : 0);
+            float *cache = (is_v ? f->v_cache : f->k_cache)[l];
+            float *y = cache + (g * f->max_seq + f->start_pos + i0) * hd;   /* [mi, hd] */
+            linear(f, is_v ? &ly->v : &ly->k, c->dim, x, i0, mi, g * hd, hd, y, hd, 0);
+            if (!is_v) rope_rows(f, y, hd, i0, mi);
+        }
+    }
+}
+
+static void attention_step(fwd_ctx *f, int l, int ith, int nth) {
+    const slm_llama_config *c = &f->md->cfg;
+    int64_t nkv = c->n_kv_heads, group = c->n_heads / nkv, m = f->m;
+    slm_attn_args a = {
+        .q = f->md->q, .q_stride = c->n_heads * c->head_dim,
+        .k_cache = f->k_cache[l], .v_cache = f->v_cache[l],
+        .out = f->md->q, .out_stride = c->n_heads * c->head_dim,
+        .start_pos = f->start_pos, .max_seq = f->max_seq, .n_heads = c->n_heads,
+        .n_kv_heads = nkv, .head_dim = c->head_dim,
+        .scale = (float)(1.0 / sqrt((double)c->head_dim)),
+    };
+    /* few (row, KV head) pairs (decode): cut each group's heads into slices, ~2 units a thread */
+    int64_t pairs = m * nkv, split = (2 * nth + pairs - 1) / pairs;
+    split = split < 1 ? 1 : split > group ? group : split;
+    float *scratch = f->md->att + (size_t)ith * f->md->att_floats;
+    for (int64_t u; (u = claim(f)) < pairs * split;) {
+        int64_t i = m - 1 - u / (nkv * split);           /* longest rows first: better balance */
+        int64_t g = (u / split) % nkv, sl = u % split;
+        int64_t h0 = g * group + sl * group / split;
+        int64_t hc = g * group + (sl + 1) * group / split - h0;
+        slm_attend(&a, i, g, h0, hc, scratch);
+    }
+}
+
+/* y[m, n] += x @ W^T over units of `unit` weight rows (the o and down projections). */
+static void residual_step(fwd_ctx *f, const slm_weight *w, int64_t k, const slm_act *x,
+                          float *y, int64_t n, int64_t unit) {
+    int64_t m = f->m, mblocks = (m + M_BLOCK - 1) / M_BLOCK, nu = (n + unit - 1) / unit;
+    for (int64_t u; (u = claim(f)) < mblocks * nu;) {
+        int64_t i0 = (u / nu) * M_BLOCK, mi = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
+        int64_t j0 = (u % nu) * unit, nj = n - j0 < unit ? n - j0 : unit;
+        linear(f, w, k, x, i0, mi, j0, nj, y + i0 * n + j0, n, 1);
+    }
+}
+
+static void gate_up_step(fwd_ctx *f, int l, const slm_act *x) {
+    const slm_llama_config *c = &f->md->cfg;
+    const slm_llama_layer *ly = &f->md->layers[l];
+    int64_t m = f->m, n = c->ffn_dim, mblocks = (m + M_BLOCK - 1) / M_BLOCK;
+    int64_t nu = (n + FFN_UNIT - 1) / FFN_UNIT;
+    for (int64_t u; (u = claim(f)) < mblocks * nu;) {
+        int64_t i0 = (u / nu) * M_BLOCK, mi = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
+        int64_t j0 = (u % nu) * FFN_UNIT, nj = n - j0 < FFN_UNIT ? n - j0 : FFN_UNIT;
+        float *g = f->md->g + i0 * n + j0, *up = f->md->u + i0 * n + j0;
+        linear(f, &ly->gate, c->dim, x, i0, mi, j0, nj, g, n, 0);
+        linear(f, &ly->up, c->dim, x, i0, mi, j0, nj, up, n, 0);
+        for (int64_t i = 0; i < mi; i++) slm_silu_mul(g + i * n, up + i * n, g + i * n, nj);
+    }
+}
+
+static void head_step(fwd_ctx *f, const slm_act *x, int64_t rows) {
+    const slm_llama_config *c = &f->md->cfg;
+    int64_t n = c->vocab, mblocks = (rows + M_BLOCK - 1) / M_BLOCK;
+    int64_t nu = (n + HEAD_UNIT - 1) / HEAD_UNIT;
+    for (int64_t u; (u = claim(f)) < mblocks * nu;) {
+        int64_t i0 = (u / nu) * M_BLOCK, mi = rows - i0 < M_BLOCK ? rows - i0 : M_BLOCK;
+        int64_t j0 = (u % nu) * HEAD_UNIT, nj = n - j0 < HEAD_UNIT ? n - j0 : HEAD_UNIT;
+        linear(f, &f->md->head, c->dim, x, i0, mi, j0, nj, f->logits + i0 * n + j0, n, 0);
+    }
+}
+
+static void forward_team(void *p, int ith, int nth) {
+    fwd_ctx *f = p;
+    slm_llama *md = f->md;
+    const slm_llama_config *c = &md->cfg;
+    int64_t m = f->m, qd = c->n_heads * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        const slm_llama_layer *ly = &md->layers[l];
+        slm_act in = step_input(f, ith, nth, md->x, m, c->dim, ly->attn_norm,
+                                any_quantized(&ly->q, &ly->k, &ly->v));
+        qkv_step(f, l, &in);
+        sync_step(f);
+        attention_step(f, l, ith, nth);
+        sync_step(f);
+        in = step_input(f, ith, nth, md->q, m, qd, NULL, any_quantized(&ly->o, NULL, NULL));
+        residual_step(f, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
+        sync_step(f);
+        in = step_input(f, ith, nth, md->x, m, c->dim, ly->ffn_norm,
+                        any_quantized(&ly->gate, &ly->up, NULL));
+        gate_up_step(f, l, &in);
+        sync_step(f);
+        in = step_input(f, ith, nth, md->g, m, c->ffn_dim, NULL, any_quantized(&ly->down, NULL, NULL));
+        residual_step(f, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
+        sync_step(f);
+    }
+    int64_t rows = f->all_logits ? m : 1;
+    slm_act in = step_input(f, ith, nth, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
+                            any_quantized(&md->head, NULL, NULL));
+    head_step(f, &in, rows);
+}
+
+int slm_llama_forward(slm_llama *md, slm_pool *pool, const int32_t *tokens, int64_t m,
+                      int64_t start_pos, float *const *k_cache, float *const *v_cache,
+                      int64_t max_seq, float *logits, int all_logits) {
+    const slm_llama_config *c = &md->cfg;
+    if (m <= 0 || start_pos < 0 || start_pos + m > max_seq) return SLM_E_SHAPE;
+    for (int64_t i = 0; i < m; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab) return SLM_E_SHAPE;
+    int nth = slm_pool_team_size(pool);
+    pthread_mutex_lock(&md->mu);
+    int rc = reserve(md, m, start_pos + m, nth);
+    if (rc) { pthread_mutex_unlock(&md->mu); return rc; }
+
+    /* embeddings and the RoPE angles of every row's position: small, serial */
+    size_t es = slm_row_size(md->embed.type, c->dim);
+    for (int64_t i = 0; i < m; i++)
+        slm_dequantize(md->embed.type, (const uint8_t *)md->embed.data + (size_t)tokens[i] * es,
+                       md->x + i * c->dim, 1, c->dim);
+    int64_t half = c->head_dim / 2;
+    for (int64_t i = 0; i < m; i++) {
+        float *cs = md->cos_sin + i * c->head_dim;
+        slm_rope_angles((int32_t)(start_pos + i), 0, half, c->head_dim, c->rope_base, cs, cs + half);
+    }
+
+    fwd_ctx f = { .md = md, .kt = slm_kernels_get(), .m = m, .start_pos = start_pos,
+                  .max_seq = max_seq, .k_cache = k_cache, .v_cache = v_cache, .logits = logits,
+                  .all_logits = all_logits };
+    slm_barrier_init(&f.bar, nth);
+    atomic_init(&f.next, 0);
+    slm_pool_team(pool, forward_team, &f);
+    pthread_mutex_unlock(&md->mu);
+    return SLM_OK;
+}

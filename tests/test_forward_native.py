@@ -1,0 +1,136 @@
+"""The whole forward pass in C (csrc/llama.c, used by the cpu backend) against the same model run
+op by op through the cpu backend's kernels, and against the numpy float64 backend.
+
+The compiled pass calls the very kernels the op-by-op path calls, on the same inputs, so the two
+agree to float rounding (in practice bit for bit); float64 numpy differs only by the int16
+activation rounding and float32 sums.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from slmkit import _native as nat
+from slmkit.loading import model_from_checkpoint
+from utils import random_checkpoint
+
+VARIANTS = ["generic"] + (["avx2"] if nat.kernel_name() == "avx2" else [])
+BEST = nat.kernel_name()
+
+CONFIGS = {
+    "llama-gqa": dict(),
+    "tied-mha": dict(tie_word_embeddings=True, num_key_value_heads=4),
+    "qwen2-bias": dict(architecture="Qwen2ForCausalLM", attention_bias=True),
+    "interleaved-rope": dict(rope_interleaved=True),
+    "odd-widths": dict(hidden_size=40, num_attention_heads=4, num_key_value_heads=1,
+                       intermediate_size=100),
+}
+WTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"]
+
+
+@pytest.fixture(autouse=True)
+def best_kernel():
+    yield
+    nat.set_kernel(BEST)
+
+
+def models(wtype, config, threads=2, seed=0):
+    """(compiled cpu model, op-by-op cpu model, numpy model) on one random checkpoint."""
+    ckpt = random_checkpoint(seed=seed, wtype=wtype, **CONFIGS[config])
+    fast = model_from_checkpoint(ckpt, "cpu", threads)
+    slow = model_from_checkpoint(ckpt, "cpu", threads)
+    slow.arch.compiled = None
+    ref = model_from_checkpoint(ckpt, "numpy")
+    assert fast.arch.compiled is not None
+    return fast, slow, ref
+
+
+def rel(a, b):
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+def run(model, ids, steps):
+    """All logits of a prefill of ids, then the logits of each decode step."""
+    cache = model.arch.new_cache(64)
+    out = [model.arch.forward(ids, cache, all_logits=True)]
+    out += [model.arch.forward([t], cache)[None] for t in steps]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("wtype", WTYPES)
+def test_compiled_equals_op_by_op_and_float64(wtype, config, variant):
+    nat.set_kernel(variant)
+    fast, slow, ref = models(wtype, config)
+    rng = np.random.default_rng(1)
+    ids, steps = rng.integers(3, 259, 9), rng.integers(3, 259, 4)
+    a, b, c = run(fast, ids, steps), run(slow, ids, steps), run(ref, ids, steps)
+    assert a.shape == (len(ids) + len(steps), 259)
+    assert rel(a, b) < 1e-6, rel(a, b)
+    assert rel(a, c) < (2e-6 if wtype == "f32" else 2e-4), rel(a, c)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+@pytest.mark.parametrize("m", [1, 2, 3, 70, 125])
+def test_rows_and_threads(m, threads):
+    """Inputs made per thread (m <= 2) and split across threads (m > 2); activation-row blocks
+    of 64 (m = 70, 125); every thread count gives the same numbers."""
+    fast, _, ref = models("q4_0", "llama-gqa", threads=threads, seed=m)
+    ckpt_ids = np.random.default_rng(m).integers(3, 259, m + 2)
+    cache = fast.arch.new_cache(160)
+    fast.arch.forward(ckpt_ids[:2], cache)
+    got = fast.arch.forward(ckpt_ids[2:], cache, all_logits=True)       # m rows at position 2
+    want = ref.logits(ckpt_ids)[2:]
+    assert got.shape == (m, 259)
+    assert rel(got, want) < 2e-4, rel(got, want)
+    one = models("q4_0", "llama-gqa", threads=1, seed=m)[0]
+    c1 = one.arch.new_cache(160)
+    one.arch.forward(ckpt_ids[:2], c1)
+    assert np.array_equal(one.arch.forward(ckpt_ids[2:], c1, all_logits=True), got)
+
+
+def test_decode_equals_prefill_and_cache_copies_branch():
+    fast, _, _ = models("q8_0", "qwen2-bias")
+    ids = np.random.default_rng(4).integers(3, 259, 20)
+    full = fast.logits(ids)
+    cache = fast.arch.new_cache(32)
+    steps = [fast.arch.forward(ids[:5], cache)]
+    steps += [fast.arch.forward([t], cache) for t in ids[5:12]]
+    branch = cache.copy()
+    steps += [fast.arch.forward([t], cache) for t in ids[12:]]
+    assert rel(np.stack(steps), full[4:]) < 1e-5
+    # the copy continues on its own arrays: same result from the same point
+    again = [fast.arch.forward([t], branch) for t in ids[12:]]
+    assert rel(np.stack(again), full[12:]) < 1e-5
+
+
+def test_errors_are_clear():
+    fast, _, _ = models("q4_0", "llama-gqa")
+    cache = fast.arch.new_cache(8)
+    with pytest.raises(ValueError, match="context overflow"):
+        fast.arch.forward(np.arange(3, 12), cache)
+    with pytest.raises(ValueError, match="out of range"):
+        fast.arch.forward([3, 400], cache)
+    with pytest.raises(ValueError, match="no token"):
+        fast.arch.forward([], cache)
+    assert cache.pos == 0                      # nothing was fed
+
+
+def test_two_python_threads_share_one_model():
+    fast, _, ref = models("q4_1", "llama-gqa")
+    seqs = [np.random.default_rng(s).integers(3, 259, 12) for s in range(4)]
+    want = [ref.logits(s) for s in seqs]
+    got = [None] * 4
+
+    def work(i):
+        for _ in range(5):
+            got[i] = fast.logits(seqs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        assert rel(g, w) < 2e-4
