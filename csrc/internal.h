@@ -12,21 +12,22 @@ void slm_parallel_for(slm_pool *pool, int64_t n, slm_range_fn fn, void *ctx);
 
 /* Run fn(ctx, ith, nth) on nth threads at once (the pool's threads; 1 when pool is NULL or the
  * caller is already a pool thread), ith = 0 .. nth-1, and return nth once all have returned.
- * The members may wait for each other with slm_barrier_wait. */
+ * The members may wait for each other (spinning on shared counters). */
 typedef void (*slm_team_fn)(void *ctx, int ith, int nth);
 int slm_pool_team(slm_pool *pool, slm_team_fn fn, void *ctx);
 
 /* The nth that slm_pool_team(pool, ...) would use from the calling thread. */
 int slm_pool_team_size(const slm_pool *pool);
 
-/* A spinning barrier for the n members of a team (spins, then yields the core). The last
- * member to arrive runs last(arg), if given, before any member leaves. */
-typedef struct {
-    _Atomic int arrived, phase;
-    int n;
-} slm_barrier;
-void slm_barrier_init(slm_barrier *b, int n);
-void slm_barrier_wait(slm_barrier *b, void (*last)(void *), void *arg);
+/* A pause for spin-wait loops. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define slm_cpu_relax() _mm_pause()
+#else
+#define slm_cpu_relax() ((void)0)
+#endif
+
+
 
 /* ---- RoPE and attention pieces (attention.c), for passes that schedule their own work ---- */
 

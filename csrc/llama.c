@@ -5,33 +5,43 @@
  * call into C instead of a dozen per layer.
  *
  * The pass runs as one team on the pool (slm_pool_team): every thread walks the same list of
- * steps and takes units of work from a shared counter (a unit = a range of weight rows times a
- * block of activation rows). Threads meet at a barrier only where a step needs the whole result
- * of the one before. Per layer:
+ * steps and takes units of work from the step's counter (a unit = a range of weight rows times a
+ * block of activation rows). A step begins once every unit of the step before it is done. There
+ * is no barrier on threads: a thread the OS has not scheduled holds nobody up unless it holds a
+ * unit, and when it runs again it skips the steps that others finished. Per layer:
  *
  *   input(rmsnorm)  -> q,k,v units: gemm, bias, RoPE; k and v are written straight into the cache
- *   -- barrier --   -> attention units (query row x KV head x slice of its query heads)
- *   -- barrier --   -> input -> o units: gemm added onto the residual x
- *   -- barrier --   -> input(rmsnorm) -> gate/up units: both gemms for the same rows, then silu*up
- *   -- barrier --   -> input -> down units: gemm added onto x
- *   -- barrier --
+ *                   -> attention units (query row x KV head x slice of its query heads)
+ *   input           -> o units: gemm added onto the residual x
+ *   input(rmsnorm)  -> gate/up units: both gemms for the same rows, then silu(gate)*up
+ *   input           -> down units: gemm added onto x
  *
  * "input" quantises the rows a step multiplies by (once, not once per weight). With one or two
- * rows (decode) every thread makes its own copy, which costs less than a barrier; with more rows
- * the threads split the rows and meet at a barrier.
+ * rows (decode) every thread makes its own copy, which costs less than waiting for each other;
+ * with more rows it is a step of its own whose units are blocks of rows.
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 
 #define PRIVATE_ROWS 2    /* inputs of at most this many rows are made by every thread */
+#define INPUT_ROWS 16     /* rows per unit of an input step */
+#define STEPS_PER_LAYER 9 /* at most: 4 inputs, qkv, attention, o, gate/up, down */
+#define SPINS 2000        /* polls of a step's done count before yielding the core */
 #define M_BLOCK 64        /* activation rows per unit (prefill) */
 #define O_UNIT 32         /* weight rows per unit: o and down projections */
 #define FFN_UNIT 64       /* gate/up rows per unit */
 #define HEAD_UNIT 128     /* output-head rows per unit */
+
+typedef struct {
+    _Atomic int64_t next;     /* next unit to claim */
+    _Atomic int64_t done;     /* units finished */
+    char pad[48];             /* one cache line per step */
+} step_sync;
 
 struct slm_llama {
     slm_llama_config cfg;
@@ -50,6 +60,8 @@ struct slm_llama {
     float *cos_sin;                 /* [m, 2, head_dim/2] RoPE cos then sin of each row */
     float *att;                     /* [cap_threads, att_floats] attention scratch */
     size_t att_floats;
+    step_sync *steps;               /* [n_steps] counters of a forward pass */
+    size_t n_steps;
 };
 
 static int64_t max3(int64_t a, int64_t b, int64_t c) {
@@ -79,7 +91,9 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
     slm_llama *md = calloc(1, sizeof *md);
     if (!md) return SLM_E_NOMEM;
     md->layers = malloc((size_t)cfg->n_layers * sizeof *md->layers);
-    if (!md->layers) { free(md); return SLM_E_NOMEM; }
+    md->n_steps = (size_t)cfg->n_layers * STEPS_PER_LAYER + 2;
+    md->steps = aligned_alloc(64, md->n_steps * sizeof *md->steps);
+    if (!md->layers || !md->steps) { free(md->layers); free(md->steps); free(md); return SLM_E_NOMEM; }
     memcpy(md->layers, layers, (size_t)cfg->n_layers * sizeof *md->layers);
     md->cfg = *cfg;
     md->embed = *embed;
@@ -110,6 +124,7 @@ void slm_llama_free(slm_llama *md) {
     if (!md) return;
     free_scratch(md);
     pthread_mutex_destroy(&md->mu);
+    free(md->steps);
     free(md->layers);
     free(md);
 }
@@ -153,50 +168,61 @@ typedef struct {
     float *const *k_cache, *const *v_cache;   /* [n_layers] -> [n_kv_heads, max_seq, head_dim] */
     float *logits;                            /* [rows_out, vocab] */
     int all_logits;
-    slm_barrier bar;
-    _Atomic int64_t next;                     /* next unit of the current step */
+    step_sync *steps;                         /* [n_layers * STEPS_PER_LAYER + 2], zeroed */
 } fwd_ctx;
 
-static void reset_units(void *p) {
-    atomic_store_explicit(&((fwd_ctx *)p)->next, 0, memory_order_relaxed);
+/* One thread's walk through the steps. */
+typedef struct {
+    fwd_ctx *f;
+    int ith, nth;
+    int step;                 /* index of the current step in f->steps */
+} walker;
+
+/* The next unit of the current step, or -1 when all n are taken. */
+static int64_t claim(walker *w, int64_t n) {
+    step_sync *s = &w->f->steps[w->step];
+    if (atomic_load_explicit(&s->next, memory_order_relaxed) >= n) return -1;
+    int64_t u = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed);
+    return u < n ? u : -1;
 }
 
-/* Wait for every thread; the unit counter starts again from 0 for the next step. */
-static void sync_step(fwd_ctx *f) { slm_barrier_wait(&f->bar, reset_units, f); }
-
-static int64_t claim(fwd_ctx *f) {
-    return atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
+static void unit_done(walker *w) {
+    atomic_fetch_add_explicit(&w->f->steps[w->step].done, 1, memory_order_release);
 }
 
-static void rmsnorm_rows(const float *x, const float *w, float *y, int64_t rows, int64_t d,
-                         float eps) {
-    slm_rmsnorm(x, w, y, rows, d, eps);
+/* Wait until all n units of the current step are done (their results visible), then move on. */
+static void step_end(walker *w, int64_t n) {
+    step_sync *s = &w->f->steps[w->step];
+    for (int i = 0; atomic_load_explicit(&s->done, memory_order_acquire) < n; i++) {
+        if (i < SPINS) slm_cpu_relax();
+        else sched_yield();
+    }
+    w->step++;
 }
+
+#define FOR_UNITS(w, n, u) for (int64_t u; (u = claim(w, n)) >= 0; unit_done(w))
 
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
  * and (when need_q) as int16 blocks. See the banner for who makes it. */
-static slm_act step_input(fwd_ctx *f, int ith, int nth, const float *src, int64_t rows, int64_t k,
+static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
                           const float *norm_w, int need_q) {
+    fwd_ctx *f = w->f;
     slm_llama *md = f->md;
-    float eps = md->cfg.norm_eps;
-    slm_act_buf *buf;
-    int64_t r0, r1;
-    if (rows <= PRIVATE_ROWS) {
-        buf = &md->own[ith];
-        r0 = 0;
-        r1 = rows;
-    } else {
-        buf = &md->in;
-        r0 = rows * ith / nth;
-        r1 = rows * (ith + 1) / nth;
+    int own = rows <= PRIVATE_ROWS;
+    slm_act_buf *buf = own ? &md->own[w->ith] : &md->in;
+    const float *fl = norm_w ? buf->f : src;
+    if (norm_w || need_q) {
+        int64_t units = own ? 1 : (rows + INPUT_ROWS - 1) / INPUT_ROWS;
+        for (int64_t u = 0; u < units; u++) {
+            if (!own && (u = claim(w, units)) < 0) break;
+            int64_t r0 = own ? 0 : u * INPUT_ROWS, r1 = own ? rows : r0 + INPUT_ROWS;
+            if (r1 > rows) r1 = rows;
+            if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, md->cfg.norm_eps);
+            if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+            if (!own) unit_done(w);
+        }
+        if (!own) step_end(w, units);
     }
-    const float *fl = src;
-    if (norm_w) {
-        rmsnorm_rows(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, eps);
-        fl = buf->f;
-    }
-    if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
-    if (rows > PRIVATE_ROWS) sync_step(f);
     slm_act a = slm_act_view(buf, k);
     a.f = fl;
     return a;
@@ -227,12 +253,13 @@ static void rope_rows(const fwd_ctx *f, float *y, int64_t ys, int64_t i0, int64_
     }
 }
 
-static void qkv_step(fwd_ctx *f, int l, const slm_act *x) {
+static void qkv_step(walker *w, int l, const slm_act *x) {
+    const fwd_ctx *f = w->f;
     const slm_llama_config *c = &f->md->cfg;
     const slm_llama_layer *ly = &f->md->layers[l];
     int64_t hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, heads = nh + 2 * nkv;
     int64_t m = f->m, mblocks = (m + M_BLOCK - 1) / M_BLOCK;
-    for (int64_t u; (u = claim(f)) < mblocks * heads;) {
+    FOR_UNITS(w, mblocks * heads, u) {
         int64_t i0 = (u / heads) * M_BLOCK, mi = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
         int64_t h = u % heads;
         if (h < nh) {                                     /* query head h -> q[m, nh*hd] */
@@ -248,9 +275,11 @@ static void qkv_step(fwd_ctx *f, int l, const slm_act *x) {
             if (!is_v) rope_rows(f, y, hd, i0, mi);
         }
     }
+    step_end(w, mblocks * heads);
 }
 
-static void attention_step(fwd_ctx *f, int l, int ith, int nth) {
+static void attention_step(walker *w, int l) {
+    const fwd_ctx *f = w->f;
     const slm_llama_config *c = &f->md->cfg;
     int64_t nkv = c->n_kv_heads, group = c->n_heads / nkv, m = f->m;
     slm_attn_args a = {
@@ -262,35 +291,39 @@ static void attention_step(fwd_ctx *f, int l, int ith, int nth) {
         .scale = (float)(1.0 / sqrt((double)c->head_dim)),
     };
     /* few (row, KV head) pairs (decode): cut each group's heads into slices, ~2 units a thread */
-    int64_t pairs = m * nkv, split = (2 * nth + pairs - 1) / pairs;
+    int64_t pairs = m * nkv, split = (2 * w->nth + pairs - 1) / pairs;
     split = split < 1 ? 1 : split > group ? group : split;
-    float *scratch = f->md->att + (size_t)ith * f->md->att_floats;
-    for (int64_t u; (u = claim(f)) < pairs * split;) {
+    float *scratch = f->md->att + (size_t)w->ith * f->md->att_floats;
+    FOR_UNITS(w, pairs * split, u) {
         int64_t i = m - 1 - u / (nkv * split);           /* longest rows first: better balance */
         int64_t g = (u / split) % nkv, sl = u % split;
         int64_t h0 = g * group + sl * group / split;
         int64_t hc = g * group + (sl + 1) * group / split - h0;
         slm_attend(&a, i, g, h0, hc, scratch);
     }
+    step_end(w, pairs * split);
 }
 
 /* y[m, n] += x @ W^T over units of `unit` weight rows (the o and down projections). */
-static void residual_step(fwd_ctx *f, const slm_weight *w, int64_t k, const slm_act *x,
+static void residual_step(walker *w, const slm_weight *wt, int64_t k, const slm_act *x,
                           float *y, int64_t n, int64_t unit) {
+    const fwd_ctx *f = w->f;
     int64_t m = f->m, mblocks = (m + M_BLOCK - 1) / M_BLOCK, nu = (n + unit - 1) / unit;
-    for (int64_t u; (u = claim(f)) < mblocks * nu;) {
+    FOR_UNITS(w, mblocks * nu, u) {
         int64_t i0 = (u / nu) * M_BLOCK, mi = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
         int64_t j0 = (u % nu) * unit, nj = n - j0 < unit ? n - j0 : unit;
-        linear(f, w, k, x, i0, mi, j0, nj, y + i0 * n + j0, n, 1);
+        linear(f, wt, k, x, i0, mi, j0, nj, y + i0 * n + j0, n, 1);
     }
+    step_end(w, mblocks * nu);
 }
 
-static void gate_up_step(fwd_ctx *f, int l, const slm_act *x) {
+static void gate_up_step(walker *w, int l, const slm_act *x) {
+    const fwd_ctx *f = w->f;
     const slm_llama_config *c = &f->md->cfg;
     const slm_llama_layer *ly = &f->md->layers[l];
     int64_t m = f->m, n = c->ffn_dim, mblocks = (m + M_BLOCK - 1) / M_BLOCK;
     int64_t nu = (n + FFN_UNIT - 1) / FFN_UNIT;
-    for (int64_t u; (u = claim(f)) < mblocks * nu;) {
+    FOR_UNITS(w, mblocks * nu, u) {
         int64_t i0 = (u / nu) * M_BLOCK, mi = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
         int64_t j0 = (u % nu) * FFN_UNIT, nj = n - j0 < FFN_UNIT ? n - j0 : FFN_UNIT;
         float *g = f->md->g + i0 * n + j0, *up = f->md->u + i0 * n + j0;
@@ -298,47 +331,44 @@ static void gate_up_step(fwd_ctx *f, int l, const slm_act *x) {
         linear(f, &ly->up, c->dim, x, i0, mi, j0, nj, up, n, 0);
         for (int64_t i = 0; i < mi; i++) slm_silu_mul(g + i * n, up + i * n, g + i * n, nj);
     }
+    step_end(w, mblocks * nu);
 }
 
-static void head_step(fwd_ctx *f, const slm_act *x, int64_t rows) {
+static void head_step(walker *w, const slm_act *x, int64_t rows) {
+    const fwd_ctx *f = w->f;
     const slm_llama_config *c = &f->md->cfg;
     int64_t n = c->vocab, mblocks = (rows + M_BLOCK - 1) / M_BLOCK;
     int64_t nu = (n + HEAD_UNIT - 1) / HEAD_UNIT;
-    for (int64_t u; (u = claim(f)) < mblocks * nu;) {
+    FOR_UNITS(w, mblocks * nu, u) {
         int64_t i0 = (u / nu) * M_BLOCK, mi = rows - i0 < M_BLOCK ? rows - i0 : M_BLOCK;
         int64_t j0 = (u % nu) * HEAD_UNIT, nj = n - j0 < HEAD_UNIT ? n - j0 : HEAD_UNIT;
         linear(f, &f->md->head, c->dim, x, i0, mi, j0, nj, f->logits + i0 * n + j0, n, 0);
     }
+    step_end(w, mblocks * nu);
 }
 
 static void forward_team(void *p, int ith, int nth) {
-    fwd_ctx *f = p;
-    slm_llama *md = f->md;
+    walker w = { .f = p, .ith = ith, .nth = nth };
+    slm_llama *md = w.f->md;
     const slm_llama_config *c = &md->cfg;
-    int64_t m = f->m, qd = c->n_heads * c->head_dim;
+    int64_t m = w.f->m, qd = c->n_heads * c->head_dim;
     for (int l = 0; l < c->n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
-        slm_act in = step_input(f, ith, nth, md->x, m, c->dim, ly->attn_norm,
+        slm_act in = step_input(&w, md->x, m, c->dim, ly->attn_norm,
                                 any_quantized(&ly->q, &ly->k, &ly->v));
-        qkv_step(f, l, &in);
-        sync_step(f);
-        attention_step(f, l, ith, nth);
-        sync_step(f);
-        in = step_input(f, ith, nth, md->q, m, qd, NULL, any_quantized(&ly->o, NULL, NULL));
-        residual_step(f, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
-        sync_step(f);
-        in = step_input(f, ith, nth, md->x, m, c->dim, ly->ffn_norm,
-                        any_quantized(&ly->gate, &ly->up, NULL));
-        gate_up_step(f, l, &in);
-        sync_step(f);
-        in = step_input(f, ith, nth, md->g, m, c->ffn_dim, NULL, any_quantized(&ly->down, NULL, NULL));
-        residual_step(f, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
-        sync_step(f);
+        qkv_step(&w, l, &in);
+        attention_step(&w, l);
+        in = step_input(&w, md->q, m, qd, NULL, any_quantized(&ly->o, NULL, NULL));
+        residual_step(&w, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
+        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, any_quantized(&ly->gate, &ly->up, NULL));
+        gate_up_step(&w, l, &in);
+        in = step_input(&w, md->g, m, c->ffn_dim, NULL, any_quantized(&ly->down, NULL, NULL));
+        residual_step(&w, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
     }
-    int64_t rows = f->all_logits ? m : 1;
-    slm_act in = step_input(f, ith, nth, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
+    int64_t rows = w.f->all_logits ? m : 1;
+    slm_act in = step_input(&w, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
                             any_quantized(&md->head, NULL, NULL));
-    head_step(f, &in, rows);
+    head_step(&w, &in, rows);
 }
 
 int slm_llama_forward(slm_llama *md, slm_pool *pool, const int32_t *tokens, int64_t m,
@@ -366,9 +396,8 @@ int slm_llama_forward(slm_llama *md, slm_pool *pool, const int32_t *tokens, int6
 
     fwd_ctx f = { .md = md, .kt = slm_kernels_get(), .m = m, .start_pos = start_pos,
                   .max_seq = max_seq, .k_cache = k_cache, .v_cache = v_cache, .logits = logits,
-                  .all_logits = all_logits };
-    slm_barrier_init(&f.bar, nth);
-    atomic_init(&f.next, 0);
+                  .all_logits = all_logits, .steps = md->steps };
+    memset(md->steps, 0, md->n_steps * sizeof *md->steps);
     slm_pool_team(pool, forward_team, &f);
     pthread_mutex_unlock(&md->mu);
     return SLM_OK;

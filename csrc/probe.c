@@ -32,9 +32,10 @@ static void read_task(void *p, int64_t i0, int64_t i1) {
     c->sink ^= s;
 }
 
-static void int8_task(void *p, int64_t i0, int64_t i1) {
+static void int8_member(void *p, int ith, int nth) {
     probe_ctx *c = p;
-    for (int64_t i = i0; i < i1; i++) c->sink += (uint64_t)c->kt->probe_int8(c->iters);
+    (void)ith, (void)nth;
+    c->sink += (uint64_t)c->kt->probe_int8(c->iters);
 }
 
 double slm_probe_read_gbps(slm_pool *pool, int64_t bytes, int reps) {
@@ -57,13 +58,12 @@ double slm_probe_read_gbps(slm_pool *pool, int64_t bytes, int reps) {
 }
 
 double slm_probe_int8_gops(slm_pool *pool, int64_t iters, int reps) {
-    int nt = slm_pool_size(pool);
     if (iters <= 0 || reps < 1) return SLM_E_SHAPE;
     probe_ctx c = { .kt = slm_kernels_get(), .iters = iters };
     double best = 0.0;
     for (int r = 0; r < reps; r++) {
         double t0 = now_s();
-        slm_parallel_for(pool, nt, int8_task, &c);
+        int nt = slm_pool_team(pool, int8_member, &c);     /* every thread runs the loop once */
         double gops = (double)nt * (double)iters * PROBE_INT8_DOTS * 64.0 / (now_s() - t0) / 1e9;
         if (gops > best) best = gops;
     }

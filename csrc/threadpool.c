@@ -10,11 +10,10 @@
  * sleeps.
  *
  * Team jobs (slm_pool_team) run one function on every thread at once, each with its own index,
- * for passes that synchronise with slm_barrier_wait between steps (a whole forward pass): each
+ * for passes whose threads wait for each other between steps (a whole forward pass): each
  * thread then claims at most one chunk, so no thread ever runs two team members.
  */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +23,7 @@
 #define SPIN_ITERS 20000       /* ~hundreds of microseconds of polling before sleeping */
 #define CHUNKS_PER_THREAD 4    /* small enough to rebalance, big enough to keep tiles whole */
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define cpu_relax() _mm_pause()
-#else
-#define cpu_relax() ((void)0)
-#endif
+#define cpu_relax() slm_cpu_relax()
 
 struct slm_pool {
     int n_threads;                 /* including the caller */
@@ -196,31 +190,6 @@ int slm_pool_team(slm_pool *pool, slm_team_fn fn, void *ctx) {
 
 int slm_pool_team_size(const slm_pool *pool) {
     return !pool || tl_in_pool ? 1 : pool->n_threads;
-}
-
-/* ---- barrier ---------------------------------------------------------------------------------- */
-
-#define BARRIER_SPINS 4000    /* polls before yielding the core to another runnable thread */
-
-void slm_barrier_init(slm_barrier *b, int n) {
-    atomic_init(&b->arrived, 0);
-    atomic_init(&b->phase, 0);
-    b->n = n;
-}
-
-void slm_barrier_wait(slm_barrier *b, void (*last)(void *), void *arg) {
-    if (b->n <= 1) { if (last) last(arg); return; }
-    int phase = atomic_load_explicit(&b->phase, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
-        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
-        if (last) last(arg);
-        atomic_store_explicit(&b->phase, phase + 1, memory_order_release);
-        return;
-    }
-    for (int i = 0; atomic_load_explicit(&b->phase, memory_order_acquire) == phase; i++) {
-        if (i < BARRIER_SPINS) cpu_relax();
-        else sched_yield();
-    }
 }
 
 /* Unique (physical_package_id, core_id) pairs under /sys; logical CPUs if that is unreadable. */

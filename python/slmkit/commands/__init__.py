@@ -10,6 +10,7 @@ COMMANDS = (
     "quantize",
     "export",
     "info",
+    "bench",
     "plugins",
 )
 
