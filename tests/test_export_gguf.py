@@ -212,3 +212,35 @@ def test_llama_cpp_greedy_tokens_equal_slmkit(stories_hf, tmp_path, quantised):
         path = slmkit.export(src, tmp_path / "s.gguf")
     ours = slmkit.load(path, threads=2).generate_ids(PROMPT_IDS, max_new_tokens=32, temperature=0)
     assert _llama_cpp_greedy(path, PROMPT_IDS, 32) == ours
+
+
+def test_gguf_vocabulary_survives_quantize_and_export(tmp_path):
+    """A GGUF model quantised into an slmkit folder keeps its vocabulary (as a vocabulary-only
+    tokenizer.gguf) and exporting that folder to GGUF writes the vocabulary back."""
+    from slmkit.compression import quantize
+    from slmkit.formats.gguf import open_gguf
+    vocab = shared_path("tokenizers", "vectors", "ggml-vocab-gpt-2.gguf")
+    tok = slmkit.load_tokenizer(vocab)
+    ckpt = random_checkpoint(seed=8, vocab_size=tok.vocab_size, tie_word_embeddings=True)
+    src = write_gguf(ckpt, tmp_path / "m.gguf", tokenizer_from=vocab)
+    folder = quantize(src, tmp_path / "q", bits=8)
+    assert (folder / "tokenizer.gguf").is_file()
+    model = slmkit.load(folder)
+    text = "Hello world, it's 2026!"
+    assert model.encode(text) == tok.encode(text)
+    out = slmkit.export(folder, tmp_path / "back.gguf")
+    keys = {k for k in open_gguf(out).fields if k.startswith("tokenizer.")}
+    assert keys == {k for k in open_gguf(vocab).fields if k.startswith("tokenizer.")}
+    assert slmkit.load(out).encode(text) == tok.encode(text)
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    from slmkit.compression import quantize
+    ckpt = random_checkpoint(seed=9)
+    path = _export_quietly(ckpt, tmp_path / "m.gguf")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+    folder = quantize(path, tmp_path / "q", bits=4)
+    assert os.stat(folder).st_mode & 0o777 == 0o777 & ~umask

@@ -8,6 +8,17 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(is_dir: bool) -> int:
+    """The mode a plain open()/mkdir() would give (tempfile makes 0600 files, 0700 folders)."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir):
     """Yield a temporary folder beside out_dir; on success it replaces out_dir in one rename.
@@ -20,6 +31,7 @@ def atomic_output_dir(out_dir):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(True))
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             os.rename(out_dir, old)
@@ -41,6 +53,7 @@ def atomic_output_file(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _default_mode(False))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -98,6 +98,24 @@ def _copy_gguf_tokenizer_keys(reader) -> list[tuple]:
     return out
 
 
+def write_gguf_vocab(source, out_path) -> Path:
+    """A vocabulary-only GGUF (every tokenizer.* key of the GGUF `source`, no tensors), the way
+    a model read from a GGUF keeps its tokenizer in an slmkit folder (tokenizer.gguf)."""
+    from .gguf import open_gguf
+    reader = open_gguf(source)
+    keys = _copy_gguf_tokenizer_keys(reader)
+    arch = reader.fields.get("general.architecture")
+    arch = bytes(arch.parts[arch.data[0]]).decode() if arch is not None else "llama"
+    with atomic_output_file(out_path) as tmp:
+        writer = _fast_writer_class()(str(tmp), arch)
+        for key, value, vtype, sub in keys:
+            writer.add_key_value(key, value, vtype, sub)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.close()
+    return Path(out_path)
+
+
 def _sentencepiece_vocab(path: Path) -> dict:
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor()
@@ -222,6 +240,20 @@ def _vocab_from(source) -> dict | None:
         return _hf_json_vocab(p)
     if p.suffix == ".bin":
         return _llama2c_vocab(p)
+    return None
+
+
+def _gguf_tokenizer_reader(source):
+    """An open GGUF when the tokenizer source is one (a .gguf file, or a folder whose tokenizer is
+    tokenizer.gguf), else None."""
+    if not isinstance(source, (str, Path)):
+        return None
+    p = Path(source)
+    if p.is_dir() and not any((p / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
+        p = p / "tokenizer.gguf"
+    if p.is_file() and p.suffix == ".gguf":
+        from .gguf import open_gguf
+        return open_gguf(p)
     return None
 
 
@@ -352,8 +384,9 @@ def write_gguf(ckpt: Checkpoint, out_path, tokenizer_from=None, name: str | None
     embed = ckpt["model.embed_tokens.weight"]
     reader = ckpt.extra.get("gguf_reader")
     tok_source = tokenizer_from if tokenizer_from is not None else ckpt.tokenizer
-    copied = _copy_gguf_tokenizer_keys(reader) if (
-        reader is not None and tokenizer_from is None) else None
+    if reader is None or tokenizer_from is not None:
+        reader = _gguf_tokenizer_reader(tok_source)
+    copied = _copy_gguf_tokenizer_keys(reader) if reader is not None else None
     vocab = None if copied is not None else _vocab_from(tok_source)
     tok = None
     if vocab is not None:
