@@ -25,6 +25,9 @@
 #ifndef PANEL
 #define PANEL 16    /* weight rows per panel: a multiple of every NR below */
 #endif
+#ifndef PF_TILES
+#define PF_TILES 1     /* decode prefetches the same block of the rows this many tiles ahead */
+#endif
 #define MR_MAX 6
 #define NR_MAX 4
 
@@ -126,66 +129,85 @@ AI void ftile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const float *
 
 /* ---- quantised weights (Q8_0, Q4_0, Q4_1) x int16 activations --------------------------- */
 
+/* Q4_1's minimum term of a tile, sum_b m[j][b] * s[i][b], over a chunk of blocks: the
+ * minimums are collected as fp16 bits during the block loop and dotted with the activation sums
+ * 8 blocks at a time once the chunk ends (one multiply-add per 8 blocks instead of per block). */
+#define MIN_CHUNK 64
+
+AI void min_terms(int MR, int NR, const uint16_t mbits[NR_MAX][MIN_CHUNK], int64_t cn,
+                  const float *xs, int64_t nb, int64_t b0, float off[MR_MAX][NR_MAX]) {
+    for (int j = 0; j < NR; j++)
+        for (int i = 0; i < MR; i++) {
+            const float *sx = xs + i * nb + b0;   /* [cn] activation sums of row i */
+            __m256 acc = _mm256_setzero_ps();
+            int64_t c = 0;
+            for (; c + 8 <= cn; c += 8)
+                acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)&mbits[j][c])),
+                                      _mm256_loadu_ps(sx + c), acc);
+            float t = hsum8(acc);
+            for (; c < cn; c++) t += _cvtsh_ss(mbits[j][c]) * sx[c];
+            off[i][j] += t;
+        }
+}
+
 /* y[MR, NR] tile over all blocks; x rows start at block row xr (block index xr * nb). */
 AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const slm_act *x, int64_t xr,
               float *y, size_t ys, int accumulate) {
     const int64_t nb = x->nb;
     const __m256i low4 = _mm256_set1_epi16(15), eight = _mm256_set1_epi16(8);
+    const size_t bs = wt == SLM_Q8_0 ? sizeof(block_q8_0) : wt == SLM_Q4_0 ? sizeof(block_q4_0)
+                                                            : sizeof(block_q4_1);
     __m256 acc[MR_MAX][NR_MAX];                    /* [MR][NR] accumulators */
-    __m256 off[NR_MAX];                            /* [NR] Q4_1 minimum sums, lane i = x row i */
-    for (int j = 0; j < NR; j++) {
-        off[j] = _mm256_setzero_ps();
-        for (int i = 0; i < MR; i++) acc[i][j] = _mm256_setzero_ps();
-    }
+    float off[MR_MAX][NR_MAX] = {{0}};             /* [MR][NR] Q4_1 minimum terms */
+    uint16_t mbits[NR_MAX][MIN_CHUNK];             /* [NR][chunk] Q4_1 minimums, fp16 */
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     const int16_t *xq = x->q + xr * nb * QK;      /* [MR, nb, 32] */
     const float *xd = x->d + xr * nb, *xs = x->s + xr * nb;   /* [MR, nb] */
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i wl[NR_MAX], wh[NR_MAX];            /* [NR] weight values 0-15 and 16-31 as int16 */
-        __m256 dw[NR_MAX];                         /* [NR] weight scales */
-        float mw[NR_MAX];                          /* [NR] Q4_1 minimums */
-        for (int j = 0; j < NR; j++) {
-            const uint8_t *row = w + j * ws;
-            if (wt == SLM_Q8_0) {
-                const block_q8_0 *bw = (const block_q8_0 *)row + b;
-                wl[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
-                wh[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bw->qs + 16)));
-                dw[j] = _mm256_set1_ps(_cvtsh_ss(bw->d));
-            } else if (wt == SLM_Q4_0) {
-                const block_q4_0 *bw = (const block_q4_0 *)row + b;
-                __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
-                wl[j] = _mm256_sub_epi16(_mm256_and_si256(v, low4), eight);
-                wh[j] = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), eight);
-                dw[j] = _mm256_set1_ps(_cvtsh_ss(bw->d));
-            } else {
-                const block_q4_1 *bw = (const block_q4_1 *)row + b;
-                __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
-                wl[j] = _mm256_and_si256(v, low4);
-                wh[j] = _mm256_srli_epi16(v, 4);
-                dw[j] = _mm256_set1_ps(_cvtsh_ss(bw->d));
-                mw[j] = _cvtsh_ss(bw->m);
-            }
-        }
-        for (int i = 0; i < MR; i++) {
-            const __m256i *q = (const __m256i *)(xq + (i * nb + b) * QK);
-            __m256i xa = _mm256_load_si256(q), xb = _mm256_load_si256(q + 1);
-            __m256 dx = _mm256_broadcast_ss(xd + i * nb + b);
+    for (int64_t b0 = 0; b0 < nb; b0 += MIN_CHUNK) {
+        int64_t b1 = b0 + MIN_CHUNK < nb ? b0 + MIN_CHUNK : nb;
+        for (int64_t b = b0; b < b1; b++) {
+            if (MR == 1)      /* decode streams weights from memory: fetch the next tile's rows */
+                for (int j = 0; j < NR; j++)
+                    _mm_prefetch((const char *)w + (j + PF_TILES * NR) * ws + b * bs, _MM_HINT_T0);
+            __m256i wl[NR_MAX], wh[NR_MAX];        /* [NR] weight values 0-15 and 16-31 as int16 */
+            __m256 dw[NR_MAX];                     /* [NR] weight scales */
             for (int j = 0; j < NR; j++) {
-                __m256i p = _mm256_add_epi32(_mm256_madd_epi16(wl[j], xa), _mm256_madd_epi16(wh[j], xb));
-                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dx, dw[j]), acc[i][j]);
+                const uint8_t *row = w + j * ws;
+                if (wt == SLM_Q8_0) {
+                    const block_q8_0 *bw = (const block_q8_0 *)row + b;
+                    wl[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
+                    wh[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bw->qs + 16)));
+                    dw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->d));
+                } else if (wt == SLM_Q4_0) {
+                    const block_q4_0 *bw = (const block_q4_0 *)row + b;
+                    __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
+                    wl[j] = _mm256_sub_epi16(_mm256_and_si256(v, low4), eight);
+                    wh[j] = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), eight);
+                    dw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->d));
+                } else {
+                    const block_q4_1 *bw = (const block_q4_1 *)row + b;
+                    __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
+                    wl[j] = _mm256_and_si256(v, low4);
+                    wh[j] = _mm256_srli_epi16(v, 4);
+                    dw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->d));
+                    mbits[j][b - b0] = bw->m;
+                }
+            }
+            for (int i = 0; i < MR; i++) {
+                const __m256i *q = (const __m256i *)(xq + (i * nb + b) * QK);
+                __m256i xa = _mm256_load_si256(q), xb = _mm256_load_si256(q + 1);
+                __m256 dx = _mm256_broadcast_ss(xd + i * nb + b);
+                for (int j = 0; j < NR; j++) {
+                    __m256i p = _mm256_add_epi32(_mm256_madd_epi16(wl[j], xa), _mm256_madd_epi16(wh[j], xb));
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dx, dw[j]), acc[i][j]);
+                }
             }
         }
-        if (wt == SLM_Q4_1) {
-            float sv[8] = {0};                     /* [MR] activation sums of block b */
-            for (int i = 0; i < MR; i++) sv[i] = xs[i * nb + b];
-            __m256 sx = _mm256_loadu_ps(sv);
-            for (int j = 0; j < NR; j++) off[j] = _mm256_fmadd_ps(_mm256_set1_ps(mw[j]), sx, off[j]);
-        }
+        if (wt == SLM_Q4_1) min_terms(MR, NR, mbits, b1 - b0, xs, nb, b0, off);
     }
-    for (int j = 0; j < NR; j++) {
-        float o[8];                                /* [8] minimum terms per x row */
-        _mm256_storeu_ps(o, off[j]);
-        for (int i = 0; i < MR; i++) store_out(&y[i * ys + j], hsum8(acc[i][j]) + o[i], accumulate);
-    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) store_out(&y[i * ys + j], hsum8(acc[i][j]) + off[i][j], accumulate);
 }
 
 /* ---- tile walkers ------------------------------------------------------------------------ */
