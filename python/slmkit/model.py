@@ -32,6 +32,8 @@ class Model:
     def logits(self, token_ids) -> np.ndarray:
         """Logits [len(token_ids), vocab] (float32) of a fresh forward pass over token_ids."""
         ids = list(token_ids)
+        if not ids:
+            raise ValueError("logits: no token ids given")
         cache = self.arch.new_cache(len(ids))
         return np.asarray(self.arch.forward(ids, cache, all_logits=True), dtype=np.float32)
 
@@ -39,7 +41,14 @@ class Model:
 
     def _prompt_ids(self, prompt) -> list[int]:
         if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt)
+            ids = self.tokenizer.encode(prompt)
+            if not ids:
+                # an empty text prompt: start from BOS where the vocabulary has one
+                if self.tokenizer.bos_id is None:
+                    raise ValueError("the prompt is empty and the vocabulary has no BOS token to "
+                                     "start from: give some text")
+                ids = [self.tokenizer.bos_id]
+            return ids
         return [int(t) for t in prompt]
 
     def stream(self, prompt, max_new_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
