@@ -132,8 +132,8 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         fields = {f.name: f for f in dataclasses.fields(cls)}
         # null in a config.json means "not set": keep the default
-        return cls(**{k: v for k, v in d.items() if k in fields
-                      and not (v is None and fields[k].default is not None)})
+        return cls(**{k: v for k, v in d.items() if k in fields and not (
+            v is None and fields[k].default not in (None, dataclasses.MISSING))})
 
 
 @dataclass

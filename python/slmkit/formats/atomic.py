@@ -8,6 +8,25 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _ordinary_permissions(path: Path) -> None:
+    """Give path (and, for a folder, what is in it) the permissions a plain open()/mkdir() would:
+    temporary files and folders are private (0600/0700), and so are the files some writers
+    (safetensors) create, but an output is meant to be shared like any other file."""
+    mask = _umask()
+    if path.is_dir():
+        for p in path.rglob("*"):
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+        os.chmod(path, 0o777 & ~mask)
+    else:
+        os.chmod(path, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir):
     """Yield a temporary folder beside out_dir; on success it replaces out_dir in one rename.
@@ -20,6 +39,7 @@ def atomic_output_dir(out_dir):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         yield tmp
+        _ordinary_permissions(tmp)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             os.rename(out_dir, old)
@@ -41,6 +61,7 @@ def atomic_output_file(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        _ordinary_permissions(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -51,7 +51,8 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     if "attention_bias" in raw:
         d["attention_bias"] = raw["attention_bias"]
     d["architecture"] = arch
-    d.setdefault("num_key_value_heads", raw.get("num_attention_heads"))
+    if d.get("num_key_value_heads") is None:
+        d["num_key_value_heads"] = raw.get("num_attention_heads")
     slmkit_section = raw.get("slmkit")
     d["rope_interleaved"] = bool(isinstance(slmkit_section, dict)
                                  and slmkit_section.get("rope_interleaved", False))
@@ -202,3 +203,6 @@ def _copy_tokenizer_files(src, dst: Path) -> None:
                 shutil.copy2(src / name, dst / name)
     elif src.is_file() and src.suffix == ".bin":   # llama2.c tokenizer
         shutil.copy2(src, dst / "tokenizer.bin")
+    elif src.is_file() and src.suffix == ".gguf":  # the vocabulary of a GGUF model, on its own
+        from .gguf_write import write_vocab_gguf
+        write_vocab_gguf(src, dst / "tokenizer.gguf")
