@@ -356,3 +356,25 @@ def test_generate_error_after_the_prompt_ends_the_line(stories_hf, capsys):
     assert main(["generate", "-m", str(stories_hf), "Once upon a time " * 300, "-n", "4"]) == 2
     captured = capsys.readouterr()
     assert captured.out.endswith("\n") and "context holds 512" in captured.err
+
+
+# ---- a long chat --------------------------------------------------------------------------------
+
+def test_chat_loop_forgets_old_turns_when_the_context_is_full():
+    from slmkit.commands.chat import chat_loop
+    from test_chat import lines, random_chat_model
+    model = random_chat_model(seed=3, backend="cpu")          # context 256 tokens
+    assert model.config.max_position_embeddings == 256
+    out = []
+    said = [f"message number {i}: " + "words " * 12 for i in range(8)]   # ~80 tokens each
+    conversation = chat_loop(model, lines(*said, "x" * 400, "short"), out.append,
+                             system="Be brief.", max_new_tokens=8, temperature=0)
+    text = "".join(out)
+    assert "forgot the" in text and "oldest message(s)" in text
+    assert "that message alone is too long" in text
+    assert conversation[0] == {"role": "system", "content": "Be brief."}
+    users = [m["content"] for m in conversation if m["role"] == "user"]
+    assert users[-1] == "short" and said[0] not in users and "x" * 400 not in users
+    ids = model.apply_chat_template(conversation[:-1], tokenize=True)
+    assert len(ids) + 8 <= 256
+    assert [m["role"] for m in conversation[1:]] == ["user", "assistant"] * (len(conversation) // 2)
