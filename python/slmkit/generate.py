@@ -66,10 +66,10 @@ def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams
     logits = check_finite(model, model.arch.forward(prompt_ids, cache), len(prompt_ids) - 1)
     history = list(prompt_ids)
     eos = model.tokenizer.eos_ids | frozenset(stop_ids)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         token = sampler(logits, history)
         yield token
-        if token in eos:
+        if token in eos or step == max_new_tokens - 1:   # no forward pass nobody will use
             return
         history.append(token)
         logits = check_finite(model, model.arch.forward([token], cache), len(history) - 1)
