@@ -466,3 +466,28 @@ def test_cli_suggest(stories_hf, capsys):
     assert len(rows) == 3 and rows[0][0] == "time"
     probs = [float(p) for _, p in rows]
     assert probs == sorted(probs, reverse=True) and probs[0] > 0.5
+
+
+def test_an_output_path_never_deletes_a_folder_that_is_not_a_model(stories_hf, tmp_path, capsys):
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "notes.txt").write_text("keep me")
+    (project / "src" / "main.py").write_text("print('hi')")
+    (project / "config.json").write_text('{"name": "my app"}')
+    for out in (project, project / "src"):
+        before = sorted(str(p) for p in project.rglob("*"))
+        assert main(["quantize", str(stories_hf), str(out), "--bits", "8"]) == 2
+        assert "is not a model folder" in capsys.readouterr().err
+        assert sorted(str(p) for p in project.rglob("*")) == before
+    assert (project / "notes.txt").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["quantize", str(stories_hf), str(empty), "--bits", "8"]) == 0      # empty: fine
+    assert main(["quantize", str(stories_hf), str(empty), "--bits", "4"]) == 0      # earlier output
+    assert read_checkpoint(empty).quantization["scheme"] == "q4_0"
+    import warnings
+    with warnings.catch_warnings(), pytest.raises(FileExistsError, match="not a model folder"):
+        warnings.simplefilter("ignore")         # (rows that are not whole groups go as f16)
+        slmkit.export(empty, project, to="compressed-tensors")
+    assert (project / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "project"]       # no leftovers
