@@ -313,7 +313,7 @@ def q4_k_blocks(rng, n, k) -> np.ndarray:
     return blocks.reshape(n, -1)
 
 
-def test_other_types_converted_with_warning_or_refused(tmp_path):
+def test_other_types_converted_with_warning_or_refused(tmp_path, capsys):
     src = random_float_checkpoint(seed=11, hidden_size=256, num_attention_heads=4,
                                   num_key_value_heads=2, intermediate_size=256)
     rng = np.random.default_rng(0)
@@ -347,6 +347,14 @@ def test_other_types_converted_with_warning_or_refused(tmp_path):
         info = model_info(path)
     assert sorted(info["converted_tensors"]) == ["blk.0.ffn_gate.weight (Q4_K -> q4_1)",
                                                  "blk.0.ffn_up.weight (Q5_0 -> q8_0)"]
+    types = {(g["type"], g["action"]): g["count"] for g in info["gguf_types"]}
+    assert types[("Q4_K -> q4_1", "convert")] == 1 and types[("Q5_0 -> q8_0", "convert")] == 1
+    assert types[("F32", "view")] == len(src.tensors) - 2
+    from slmkit.cli import main
+    with pytest.warns(UserWarning):
+        assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Q4_K -> q4_1 x1 (converted on load)" in out and "F32 x" in out and "(run as stored)" in out
 
 
 # ---- Q/K row order, end to end -------------------------------------------------------------
@@ -400,15 +408,43 @@ def test_smollm2_config(smollm2_path):
         ("Q8_0", "q8_0", "view"), ("Q4_1", "q4_1", "view"), ("F32", "f32", "view")}
 
 
-def test_smollm2_loads_fast_without_copying(smollm2_path):
-    read_gguf(smollm2_path)                                     # warm the page cache
-    start = time.perf_counter()
+def _rss_mb() -> dict:
+    """VmRSS / RssAnon / RssFile of this process in MB (Linux), {} elsewhere."""
+    try:
+        lines = open("/proc/self/status").read().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) / 1024 for k, _, v in (line.partition(":") for line in lines)
+            if k in ("VmRSS", "RssAnon", "RssFile")}
+
+
+def test_smollm2_loads_without_copying_weights(smollm2_path):
+    """Every weight the checkpoint holds, and every weight the cpu backend computes with, is a
+    view of the file's memory map (only the 1-D norms become small float32 copies). Load time
+    and the RSS change are printed, not asserted: they depend on the machine and its load."""
+    import slmkit
+    read_gguf(smollm2_path)                                     # warm the page cache and imports
+    before, start = _rss_mb(), time.perf_counter()
     ckpt = read_gguf(smollm2_path)
     elapsed = time.perf_counter() - start
-    assert len(ckpt.tensors) == 272 - 0 and ckpt.nbytes > 90e6
+    after = _rss_mb()
+    assert len(ckpt.tensors) == 272 and ckpt.nbytes > 90e6
     for name, t in ckpt.tensors.items():
         assert backed_by_file_map(t.data), f"{name} was copied"
-    assert elapsed < 1.0, f"loading took {elapsed:.2f}s"
+    start = time.perf_counter()
+    model = slmkit.load(smollm2_path)
+    load_elapsed = time.perf_counter() - start
+    loaded = _rss_mb()
+    weights = [model.arch.embed_tokens] + [w for layer in model.arch.layers
+                                           for key, w in layer.items() if not key.endswith("norm")]
+    assert len(weights) == 1 + 7 * 30
+    for w in weights:
+        assert backed_by_file_map(w.data) and not w.data.flags.writeable
+    delta = {k: round(after[k] - before[k], 1) for k in after}
+    load_delta = {k: round(loaded[k] - after[k], 1) for k in after}
+    print(f"\nSmolLM2 GGUF ({smollm2_path.stat().st_size / 1e6:.1f} MB): read_gguf {elapsed:.3f}s, "
+          f"RSS change {delta} MB; slmkit.load (tokenizer and backend too) {load_elapsed:.3f}s, "
+          f"RSS change {load_delta} MB")
 
 
 def test_smollm2_fast_reader_matches_stock_reader(smollm2_path):

@@ -281,3 +281,18 @@ def test_registry_lists_every_builtin_kind():
     assert names == ["gguf", "hf-tokenizer-json", "sentencepiece", "gpt2-encoder-json", "llama2c-bin"]
     for kind in BUILTIN_TOKENIZERS:
         assert callable(kind.can_load) and callable(kind.load)
+
+
+def test_smollm2_gguf_vocabulary_round_trips_the_whole_corpora(smollm2_path):
+    """The real model's own vocabulary (tokenizer.ggml.pre = 'smollm'), on every character of
+    the three corpora (the other vocabularies above are checked on a prefix, for time)."""
+    tokenizer = load_tokenizer(smollm2_path)
+    assert tokenizer.pre_tokenizer_name == "smollm" and not tokenizer.add_bos
+    for corpus in CORPORA:
+        text = need(SHARED / "corpora" / corpus).read_text(encoding="utf-8")
+        ids = tokenizer.encode(text)
+        assert tokenizer.decode(ids) == text, corpus
+        assert len(text) / len(ids) > 2.5, corpus                 # it really merges
+    for text in ["", " ", "\n\n\n", "  leading", "trailing  ", "1234567", "naïve café 🙂 日本語",
+                 "<|im_start|>not special", "\u2581\u2581x", "a\u0000b"]:
+        assert tokenizer.decode(tokenizer.encode(text)) == text, repr(text)

@@ -8,6 +8,7 @@ templates written for transformers render the same text here.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 
@@ -93,6 +94,54 @@ def render(template: str, messages, add_generation_prompt: bool = True, tokenize
         raise ChatTemplateError(f"the chat template failed: {e}") from None
 
 
+_OPEN, _CLOSE = "\ue000", "\ue001"     # private-use characters that mark message text
+
+
+def render_with_spans(template: str, messages, add_generation_prompt: bool = True, tokenizer=None,
+                      **extra) -> tuple[str, list[tuple[int, int]]]:
+    """render(), and where in the text each message's content ended up: (start, end) spans that
+    tokenizing must keep as plain text, so that a message saying '<|im_end|>' stays text. The
+    content is marked inside its surrounding whitespace (templates that trim still trim); when a
+    template cuts or rewrites the marked text, no spans are returned (the whole text is then
+    tokenized as rendered, as transformers and llama.cpp do)."""
+    checked = check_messages(messages)
+    text = render(template, checked, add_generation_prompt, tokenizer=tokenizer, **extra)
+    if _OPEN in template or _CLOSE in template or any(
+            isinstance(m["content"], str) and (_OPEN in m["content"] or _CLOSE in m["content"])
+            for m in checked):
+        return text, []
+    marked = []
+    for m in checked:
+        content = m["content"]
+        if isinstance(content, str) and content.strip():
+            core = content.strip()
+            start = content.index(core)
+            m = {**m, "content": content[:start] + _OPEN + core + _CLOSE + content[start + len(core):]}
+        marked.append(m)
+    try:
+        rendered = render(template, marked, add_generation_prompt, tokenizer=tokenizer, **extra)
+    except ChatTemplateError:
+        return text, []
+    out, spans, opened = [], [], None
+    length = 0
+    for piece in re.split(f"([{_OPEN}{_CLOSE}])", rendered):
+        if piece == _OPEN:
+            if opened is not None:
+                return text, []
+            opened = length
+        elif piece == _CLOSE:
+            if opened is None:
+                return text, []
+            spans.append((opened, length))
+            opened = None
+        else:
+            out.append(piece)
+            length += len(piece)
+    if opened is not None or "".join(out) != text:
+        return text, []
+    return text, spans
+
+
 def end_of_turn_ids(tokenizer, template: str) -> frozenset[int]:
     """Ids that end an assistant turn: the tokenizer's EOS set plus any well-known end-of-turn token
     the template writes (an HF folder may name only </s> as EOS while its turns end in <|im_end|>)."""
@@ -106,4 +155,4 @@ def end_of_turn_ids(tokenizer, template: str) -> frozenset[int]:
 
 
 __all__ = ["ChatTemplateError", "check_messages", "compile_template", "end_of_turn_ids", "render",
-           "token_text"]
+           "render_with_spans", "token_text"]

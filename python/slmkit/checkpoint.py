@@ -56,6 +56,25 @@ class Tensor:
         return cls(name, values.shape, wtype, data)
 
 
+_POSITIVE_INTS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                  "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
+                  "head_dim")
+
+
+def _positive_int(name: str, value) -> int:
+    """value as an int > 0 (JSON may give 64.0), or a ModelFormatError naming the field."""
+    if isinstance(value, (bool, str)) or value is None:
+        ok = False
+    else:
+        try:
+            ok = float(value).is_integer() and int(value) > 0
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+    if not ok:
+        raise ModelFormatError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 @dataclass
 class ModelConfig:
     """The architecture numbers of a Llama-family decoder (HF config.json names)."""
@@ -80,8 +99,27 @@ class ModelConfig:
     eos_token_id: int | list[int] | None = None
 
     def __post_init__(self):
+        if self.num_key_value_heads is None:            # config.json may say null: plain MHA
+            self.num_key_value_heads = self.num_attention_heads
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if name == "head_dim" and value is None:
+                continue
+            setattr(self, name, _positive_int(name, value))
+        for name in ("rms_norm_eps", "rope_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not np.isfinite(value) or value <= 0:
+                raise ModelFormatError(f"{name} must be a positive number, got {value!r}")
+            setattr(self, name, float(value))
         if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ModelFormatError(
+                    f"hidden_size={self.hidden_size} is not a multiple of "
+                    f"num_attention_heads={self.num_attention_heads} (and no head_dim is given)")
             self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.head_dim % 2:
+            raise ModelFormatError(f"head_dim={self.head_dim} is odd; RoPE needs an even head size")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ModelFormatError(
                 f"num_attention_heads={self.num_attention_heads} is not a multiple of "
@@ -92,8 +130,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        # null in a config.json means "not set": keep the default
+        return cls(**{k: v for k, v in d.items() if k in fields and not (
+            v is None and fields[k].default not in (None, dataclasses.MISSING))})
 
 
 @dataclass
@@ -125,6 +165,17 @@ class Checkpoint:
         names = self.tensors
         n = sum(t.numel for t in names.values())
         return n
+
+    def nonfinite_tensors(self, limit: int | None = None) -> list[str]:
+        """Names of tensors holding NaN or inf (reads every weight: for error messages and
+        checks, not for loading)."""
+        bad = []
+        for name, t in self.tensors.items():
+            if not np.isfinite(t.to_float32()).all():
+                bad.append(name)
+                if limit is not None and len(bad) >= limit:
+                    break
+        return bad
 
     def replace(self, **changes) -> "Checkpoint":
         return dataclasses.replace(self, **changes)

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
-    except (SlmkitError, FileNotFoundError, ValueError) as e:
+    except (SlmkitError, OSError, ValueError) as e:      # OSError: unreadable paths, disk full
         print(f"slmkit: error: {e}", file=sys.stderr)
         return 2
 

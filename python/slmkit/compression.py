@@ -12,7 +12,11 @@ from .plugins import get_technique
 def quantize(src, out, bits: int = 8, group: int = 32, method: str = "rtn", **options) -> Path:
     """Quantise the model at `src` and write an slmkit folder at `out` (config.json +
     model.safetensors + tokenizer files) that slmkit.load reads back."""
-    src_path, out_path = Path(src).expanduser().resolve(), Path(out).expanduser().resolve()
+    src_path = Path(src).expanduser()
+    if not src_path.exists():
+        from . import hub
+        src_path = hub.resolve_model(src)       # a catalogue name -> its cached file
+    src_path, out_path = src_path.resolve(), Path(out).expanduser().resolve()
     if out_path == src_path or src_path in out_path.parents or (
             src_path.is_dir() and out_path == src_path.parent):
         raise ValueError(f"the output {out_path} would overwrite or sit inside the source {src_path}")

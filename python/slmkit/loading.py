@@ -18,6 +18,12 @@ def read_checkpoint(path) -> Checkpoint:
     for name, (can_read, read) in get_registry().formats.items():
         if can_read(p):
             return read(p)
+    if p.is_dir():
+        inside = sorted(f.name for f in p.iterdir() if f.suffix in (".gguf", ".bin") and f.is_file())
+        hint = f"; it holds {', '.join(inside[:3])}: pass that file's path" if inside else ""
+        raise ModelFormatError(f"{p}: a folder without config.json, so not a Hugging Face model "
+                               f"folder{hint} (slmkit reads folders with config.json + "
+                               f"model.safetensors, .gguf files and llama2.c .bin checkpoints)")
     raise ModelFormatError(f"{p}: not a model slmkit can read (expected a Hugging Face folder with "
                            f"config.json, a .gguf file or a llama2.c .bin checkpoint)")
 

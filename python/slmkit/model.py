@@ -32,6 +32,8 @@ class Model:
     def logits(self, token_ids) -> np.ndarray:
         """Logits [len(token_ids), vocab] (float32) of a fresh forward pass over token_ids."""
         ids = list(token_ids)
+        if not ids:
+            raise ValueError("logits: no token ids given")
         cache = self.arch.new_cache(len(ids))
         return np.asarray(self.arch.forward(ids, cache, all_logits=True), dtype=np.float32)
 
@@ -39,7 +41,14 @@ class Model:
 
     def _prompt_ids(self, prompt) -> list[int]:
         if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt)
+            ids = self.tokenizer.encode(prompt)
+            if not ids:
+                # an empty text prompt: start from BOS where the vocabulary has one
+                if self.tokenizer.bos_id is None:
+                    raise ValueError("the prompt is empty and the vocabulary has no BOS token to "
+                                     "start from: give some text")
+                ids = [self.tokenizer.bos_id]
+            return ids
         return [int(t) for t in prompt]
 
     def stream(self, prompt, max_new_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
@@ -69,17 +78,24 @@ class Model:
                             template: str | None = None, **extra):
         """The prompt for a conversation, rendered with the model's chat template (or template=):
         text, or token ids when tokenize (special-token text in the rendering becomes control
-        tokens; BOS is added per the vocabulary's flag unless the template wrote it already).
+        tokens, but the same text inside a message stays plain text; BOS is added per the
+        vocabulary's flag unless the template wrote it already).
         messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
-        from .chat import ChatTemplateError, render
+        from .chat import ChatTemplateError, render, render_with_spans
         template = template or self.tokenizer.chat_template
         if not template:
             raise ChatTemplateError(
                 f"{self.checkpoint.source}: the model has no chat template (tokenizer_config.json "
                 f"'chat_template' or GGUF 'tokenizer.chat_template'); pass template=\"...\" (Jinja) "
                 f"or use generate() with plain text")
-        text = render(template, messages, add_generation_prompt, tokenizer=self.tokenizer, **extra)
-        return self.tokenizer.encode(text, parse_special=True) if tokenize else text
+        if not tokenize:
+            return render(template, messages, add_generation_prompt, tokenizer=self.tokenizer, **extra)
+        text, spans = render_with_spans(template, messages, add_generation_prompt,
+                                        tokenizer=self.tokenizer, **extra)
+        encode_spans = getattr(self.tokenizer, "encode_with_plain_spans", None)
+        if encode_spans is None:                # a plugin tokenizer without the base class
+            return self.tokenizer.encode(text, parse_special=True)
+        return encode_spans(text, spans)
 
     def chat_stream(self, messages, max_new_tokens: int = 512, template: str | None = None,
                     temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,

@@ -39,9 +39,27 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm.add_hookspecs(hookspecs)
         for name in DEFAULT_PLUGINS:
             pm.register(importlib.import_module(name), name=name)
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        _load_entry_points(pm)
         _pm = pm
     return _pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Third-party plugins from the `slmkit` entry-point group. One that fails to import or
+    to register is skipped with a warning naming it, so a broken plugin cannot break slmkit."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as e:  # noqa: BLE001  (whatever the plugin's import raises)
+            dist = getattr(getattr(ep, "dist", None), "name", None)
+            warnings.warn(f"slmkit plugin {ep.name!r} ({ep.value}"
+                          f"{f', from the package {dist}' if dist else ''}) was not loaded: "
+                          f"{type(e).__name__}: {e}", stacklevel=3)
 
 
 def register_plugin(plugin, name: str | None = None) -> None:
@@ -73,10 +91,18 @@ def get_registry() -> Registry:
     # Call each plugin's hooks one by one so we know which plugin registered what. Later
     # registrations (third-party plugins) override built-ins of the same name.
     for plugin_name, plugin in pm.list_name_plugin():
-        def call(hook_name, add):
+        def call(hook_name, add, _p=plugin_name):
             impl = getattr(plugin, hook_name, None)
-            if impl is not None:
+            if impl is None:
+                return
+            try:
                 impl(register=add)
+            except Exception as e:  # noqa: BLE001
+                if _p in DEFAULT_PLUGINS:
+                    raise
+                import warnings
+                warnings.warn(f"slmkit plugin {_p!r} failed in {hook_name}: "
+                              f"{type(e).__name__}: {e}", stacklevel=3)
 
         def backend(name, factory, _p=plugin_name):
             reg.backends[name] = factory

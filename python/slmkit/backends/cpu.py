@@ -23,13 +23,28 @@ class Weight:
 
 
 def default_threads() -> int:
-    env = os.environ.get("SLMKIT_THREADS")
+    """SLMKIT_THREADS if set, else the number of physical cores."""
+    env = os.environ.get("SLMKIT_THREADS", "").strip()
     if env:
         try:
-            return max(1, int(env))
+            n = int(env)
         except ValueError:
-            raise ValueError(f"SLMKIT_THREADS must be an integer, got {env!r}") from None
+            n = 0
+        if n < 1:
+            raise ValueError(f"SLMKIT_THREADS must be a positive integer, got {env!r}")
+        return n
     return _native.physical_cores()
+
+
+def check_threads(threads) -> int:
+    """threads as a positive int; None means the default (SLMKIT_THREADS or physical cores)."""
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer (leave it unset for the default: "
+                         f"SLMKIT_THREADS, else the {_native.physical_cores()} physical cores); "
+                         f"got {threads!r}")
+    return int(threads)
 
 
 class CpuBackend(Backend):
@@ -37,7 +52,7 @@ class CpuBackend(Backend):
     dtype = np.float32
 
     def __init__(self, threads: int | None = None):
-        self.threads = int(threads) if threads else default_threads()
+        self.threads = check_threads(threads)
         self.pool = _native.Pool(self.threads)
 
     def prepare(self, tensor: Tensor):

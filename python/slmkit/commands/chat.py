@@ -47,6 +47,13 @@ def chat_loop(model, read_line, write, system: str | None = None, **options) -> 
             write(HELP + "\n")
             continue
         messages.append({"role": "user", "content": line.rstrip("\n")})
+        messages, dropped = fit_context(model, messages, len(start), options)
+        if dropped:
+            write(f"(the conversation outgrew the model's context of {context_length(model)} "
+                  f"tokens: forgot the {dropped} oldest message(s))\n")
+        if not messages or messages[-1]["role"] != "user":
+            write("(that message alone is too long for the model's context; it was not sent)\n")
+            continue
         reply = []
         stream = model.chat_stream(messages, **options)
         try:
@@ -59,6 +66,31 @@ def chat_loop(model, read_line, write, system: str | None = None, **options) -> 
             stream.close()
         write("\n")
         messages.append({"role": "assistant", "content": "".join(reply)})
+
+
+def context_length(model) -> int:
+    return model.config.max_position_embeddings
+
+
+def fit_context(model, messages, keep: int, options) -> tuple[list[dict], int]:
+    """messages, less the oldest turns after the first `keep` (the system prompt) until the
+    rendered prompt leaves room for a reply (max_new_tokens, at most a quarter of the context);
+    and how many messages were dropped. The last (user) message is dropped only when it alone
+    does not fit, which leaves the list ending in an assistant or system message."""
+    limit = context_length(model)
+    room = min(options.get("max_new_tokens", 512), limit // 4)
+    template = options.get("template")
+    messages, dropped = list(messages), 0
+    while True:
+        n = len(model.apply_chat_template(messages, tokenize=True, template=template))
+        if n + room <= limit:
+            return messages, dropped
+        if len(messages) - keep <= 1:            # only the new message is left: it cannot fit
+            return messages[:-1], dropped
+        # forget the oldest exchange (a user message and the reply to it)
+        cut = 2 if len(messages) - keep > 2 and messages[keep + 1]["role"] == "assistant" else 1
+        del messages[keep:keep + cut]
+        dropped += cut
 
 
 def run(args) -> int:

@@ -33,8 +33,12 @@ def run(args) -> int:
     out = sys.stdout
     out.write(args.prompt)
     out.flush()
-    for piece in model.stream(args.prompt, max_new_tokens=args.max_tokens, **sampling_kwargs(args)):
-        out.write(piece)
+    try:
+        for piece in model.stream(args.prompt, max_new_tokens=args.max_tokens,
+                                  **sampling_kwargs(args)):
+            out.write(piece)
+            out.flush()
+    finally:                # also before an error message or after Ctrl-C: end the line
+        out.write("\n")
         out.flush()
-    out.write("\n")
     return 0

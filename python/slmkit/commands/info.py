@@ -30,6 +30,8 @@ def model_info(path) -> dict:
         "rope_theta": c.rope_theta, "tied_embeddings": c.tie_word_embeddings,
         "tensor_formats": dict(formats), "quantization": ckpt.quantization,
         "converted_tensors": ckpt.extra.get("converted_tensors", []),
+        "gguf_types": [{"type": t, "action": a, "count": n}
+                       for (t, a), n in sorted(ckpt.extra.get("gguf_types", {}).items())],
         "tensors": {n: {"type": t.wtype, "shape": list(t.shape)} for n, t in ckpt.tensors.items()},
     }
 
@@ -48,6 +50,10 @@ def run(args) -> int:
     print(f"  context        {info['context']} (RoPE base {info['rope_theta']:g})")
     print(f"  tied embedding {info['tied_embeddings']}")
     print("  tensor formats " + ", ".join(f"{k}: {v}" for k, v in sorted(info["tensor_formats"].items())))
+    if info["gguf_types"]:
+        said = {"view": "run as stored", "convert": "converted on load", "skip": "not used"}
+        print("  GGUF types     " + ", ".join(f"{g['type']} x{g['count']} ({said[g['action']]})"
+                                            for g in info["gguf_types"]))
     if info["converted_tensors"]:
         print(f"  converted      {len(info['converted_tensors'])} tensor(s) in types slmkit does not "
               f"run: " + ", ".join(info["converted_tensors"]))

@@ -9,7 +9,8 @@ def add_parser(sub):
 
 def catalogue_rows() -> list[dict]:
     from .. import hub
-    return [{"name": e.name, "size": e.size, "licence": e.licence, "cached": hub.is_cached(e.name),
+    return [{"name": e.name, "size": e.size, "licence": e.licence, "source": e.requirement,
+             "member": e.member, "sha256": e.sha256, "cached": hub.is_cached(e.name),
              "path": str(hub.cached_path(e.name)), "default": e.name == hub.DEFAULT_MODEL,
              "description": e.description}
             for e in hub.CATALOGUE.values()]
@@ -23,9 +24,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [("NAME", "SIZE", "LICENCE", "CACHED", "PATH")]
+    table = [("NAME", "SIZE", "LICENCE", "SOURCE (pip)", "SHA256", "CACHED", "PATH")]
     table += [(r["name"] + (" (default)" if r["default"] else ""), human_bytes(r["size"]),
-               r["licence"], "yes" if r["cached"] else "no", r["path"]) for r in rows]
+               r["licence"], r["source"], r["sha256"][:12] + "…", "yes" if r["cached"] else "no",
+               r["path"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

@@ -347,12 +347,15 @@ def read_gguf(path, convert_unsupported: bool = True) -> Checkpoint:
     tensors: dict[str, Tensor] = {}
     converted: list[str] = []
     skipped: list[str] = []
+    stored_types: dict[tuple[str, str], int] = {}
     for t in reader.tensors:
         end = t.data_offset + t.n_bytes
         if end > file_size or t.data.nbytes != t.n_bytes:
             raise ModelFormatError(f"{path}: truncated GGUF file: tensor {t.name!r} needs bytes up "
                                    f"to {end}, the file has {file_size}")
         plan = plan_tensor(t)
+        key = f"{plan.stored_type} -> {plan.run_as}" if plan.action == "convert" else plan.stored_type
+        stored_types[(key, plan.action)] = stored_types.get((key, plan.action), 0) + 1
         if plan.action == "skip":
             skipped.append(t.name)
             continue
@@ -377,4 +380,6 @@ def read_gguf(path, convert_unsupported: bool = True) -> Checkpoint:
     extra["gguf_reader"] = reader      # for GGUFTokenizer.from_reader: no second parse
     extra["converted_tensors"] = converted
     extra["skipped_tensors"] = skipped
+    # (GGML type, or "TYPE -> slmkit type" when converted; "view", "convert" or "skip") -> count
+    extra["gguf_types"] = stored_types
     return Checkpoint(config=config, tensors=tensors, source=str(path), tokenizer=path, extra=extra)

@@ -98,24 +98,6 @@ def _copy_gguf_tokenizer_keys(reader) -> list[tuple]:
     return out
 
 
-def write_gguf_vocab(source, out_path) -> Path:
-    """A vocabulary-only GGUF (every tokenizer.* key of the GGUF `source`, no tensors), the way
-    a model read from a GGUF keeps its tokenizer in an slmkit folder (tokenizer.gguf)."""
-    from .gguf import open_gguf
-    reader = open_gguf(source)
-    keys = _copy_gguf_tokenizer_keys(reader)
-    arch = reader.fields.get("general.architecture")
-    arch = bytes(arch.parts[arch.data[0]]).decode() if arch is not None else "llama"
-    with atomic_output_file(out_path) as tmp:
-        writer = _fast_writer_class()(str(tmp), arch)
-        for key, value, vtype, sub in keys:
-            writer.add_key_value(key, value, vtype, sub)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.close()
-    return Path(out_path)
-
-
 def _sentencepiece_vocab(path: Path) -> dict:
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor()
@@ -421,6 +403,29 @@ def write_gguf(ckpt: Checkpoint, out_path, tokenizer_from=None, name: str | None
             _add_vocab(writer, vocab, embed.shape[0], tok, tok_source)
         for gname, array, raw_type in arrays:
             writer.add_tensor(gname, array, raw_dtype=raw_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return out_path
+
+
+def write_vocab_gguf(source_gguf, out_path) -> Path:
+    """A vocabulary-only GGUF (like llama.cpp's ggml-vocab-*.gguf): the architecture and every
+    tokenizer.* key of source_gguf (a path or an open reader), no tensors. slmkit writes one as
+    tokenizer.gguf beside the weights when a model read from a GGUF file is saved as a folder."""
+    from .gguf import _field, open_gguf
+    reader = source_gguf if hasattr(source_gguf, "fields") else open_gguf(source_gguf)
+    arch = _field(reader, "general.architecture") or "llama"
+    keys = _copy_gguf_tokenizer_keys(reader)
+    if not any(key == "tokenizer.ggml.model" for key, *_ in keys):
+        raise ModelFormatError(f"{getattr(reader.memmap, 'filename', source_gguf)}: the GGUF holds "
+                               f"no vocabulary (tokenizer.ggml.model) to copy")
+    out_path = Path(out_path)
+    with atomic_output_file(out_path) as tmp:
+        writer = _fast_writer_class()(str(tmp), arch)
+        for key, value, vtype, sub in keys:
+            writer.add_key_value(key, value, vtype, sub)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

@@ -36,10 +36,13 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     path = folder / "config.json"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFormatError(f"{path}: cannot parse config.json ({e})") from None
+    if not isinstance(raw, dict):
+        raise ModelFormatError(f"{path}: config.json must hold a JSON object, found a "
+                               f"{type(raw).__name__}")
     archs = raw.get("architectures") or []
-    arch = archs[0] if archs else None
+    arch = archs[0] if isinstance(archs, list) and archs else None
     if arch not in ARCHITECTURES:
         raise UnsupportedModelError(
             f"{path}: architecture {arch!r} is not supported; slmkit runs {', '.join(ARCHITECTURES)}")
@@ -48,15 +51,27 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     if "attention_bias" in raw:
         d["attention_bias"] = raw["attention_bias"]
     d["architecture"] = arch
-    d.setdefault("num_key_value_heads", raw.get("num_attention_heads"))
-    d["rope_interleaved"] = bool(raw.get("slmkit", {}).get("rope_interleaved", False))
-    scaling = raw.get("rope_scaling")
-    if scaling and scaling.get("rope_type", scaling.get("type")) not in (None, "default"):
-        raise UnsupportedModelError(f"{path}: rope_scaling {scaling} is not supported yet")
+    if d.get("num_key_value_heads") is None:
+        d["num_key_value_heads"] = raw.get("num_attention_heads")
+    slmkit_section = raw.get("slmkit")
+    d["rope_interleaved"] = bool(isinstance(slmkit_section, dict)
+                                 and slmkit_section.get("rope_interleaved", False))
+    # transformers >= 5 keeps RoPE settings in rope_parameters (rope_theta, rope_type, scaling);
+    # older files have a top-level rope_theta and an optional rope_scaling.
+    params = raw.get("rope_parameters")
+    params = params if isinstance(params, dict) else {}
+    if raw.get("rope_theta") is None and params.get("rope_theta") is not None:
+        d["rope_theta"] = params["rope_theta"]
+    for scaling in (raw.get("rope_scaling"), params):
+        if scaling and isinstance(scaling, dict) and \
+                scaling.get("rope_type", scaling.get("type")) not in (None, "default"):
+            raise UnsupportedModelError(f"{path}: rope scaling {scaling} is not supported yet")
     try:
         return ModelConfig.from_dict(d), raw
     except TypeError as e:
         raise ModelFormatError(f"{path}: incomplete config.json ({e})") from None
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{path}: {e}") from None
 
 
 def _safetensors_files(folder: Path) -> list[Path]:
@@ -188,6 +203,6 @@ def _copy_tokenizer_files(src, dst: Path) -> None:
                 shutil.copy2(src / name, dst / name)
     elif src.is_file() and src.suffix == ".bin":   # llama2.c tokenizer
         shutil.copy2(src, dst / "tokenizer.bin")
-    elif src.is_file() and src.suffix == ".gguf":  # a GGUF model: its vocabulary alone
-        from .gguf_write import write_gguf_vocab
-        write_gguf_vocab(src, dst / "tokenizer.gguf")
+    elif src.is_file() and src.suffix == ".gguf":  # the vocabulary of a GGUF model, on its own
+        from .gguf_write import write_vocab_gguf
+        write_vocab_gguf(src, dst / "tokenizer.gguf")

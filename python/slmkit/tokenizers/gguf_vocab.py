@@ -200,6 +200,10 @@ class GGUFTokenizer(Tokenizer):
 
     # encoding
 
+    def special_token_texts(self) -> dict[str, int]:
+        always = self.user_token_splitter.token_ids
+        return {t: i for t, i in self.special_token_splitter.token_ids.items() if t not in always}
+
     def _encode(self, text: str, parse_special: bool) -> list[int]:
         splitter = self.special_token_splitter if parse_special else self.user_token_splitter
         parts = splitter.split(text)

@@ -32,6 +32,9 @@ class HFTokenizer(Tokenizer):
         self.add_bos = add_bos
         self.chat_template = chat_template
 
+    def special_token_texts(self) -> dict[str, int]:
+        return {t.content: i for i, t in self.backend.get_added_tokens_decoder().items() if t.special}
+
     def _encode(self, text: str, parse_special: bool) -> list[int]:
         backend = self.backend if parse_special else self.plain_text_backend
         return backend.encode(text, add_special_tokens=False).ids

@@ -98,6 +98,9 @@ class Llama2cTokenizer(Tokenizer):
                 initial.extend(self.byte_pieces[byte] for byte in char.encode("utf-8", "surrogateescape"))
         return [self.id_of[piece] for piece in merge_by_score(initial, self.score_of)]
 
+    def special_token_texts(self) -> dict[str, int]:
+        return dict(self.control_splitter.token_ids)
+
     def _encode(self, text: str, parse_special: bool) -> list[int]:
         if not parse_special:
             return self._encode_text(text)

@@ -24,6 +24,9 @@ class SentencePieceTokenizer(Tokenizer):
         control = {processor.id_to_piece(i): i for i in range(self.vocab_size) if processor.is_control(i)}
         self.control_splitter = SpecialTokenSplitter(control)
 
+    def special_token_texts(self) -> dict[str, int]:
+        return dict(self.control_splitter.token_ids)
+
     def _encode(self, text: str, parse_special: bool) -> list[int]:
         if not parse_special:
             return self.processor.encode(text)
