@@ -233,14 +233,3 @@ def test_gguf_vocabulary_survives_quantize_and_export(tmp_path):
     assert keys == {k for k in open_gguf(vocab).fields if k.startswith("tokenizer.")}
     assert slmkit.load(out).encode(text) == tok.encode(text)
 
-
-def test_outputs_get_the_usual_permissions(tmp_path):
-    import os
-    from slmkit.compression import quantize
-    ckpt = random_checkpoint(seed=9)
-    path = _export_quietly(ckpt, tmp_path / "m.gguf")
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
-    folder = quantize(path, tmp_path / "q", bits=4)
-    assert os.stat(folder).st_mode & 0o777 == 0o777 & ~umask
