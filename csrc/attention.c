@@ -8,13 +8,14 @@
  * Attention work is split into tasks of (query row, KV head, slice of that KV head's query
  * heads). A task walks the cached K and V rows once and uses each row for all of its query
  * heads, so K/V traffic is paid once per group instead of once per head. Tasks are spread over
- * the pool with slm_parallel_for.
+ * the pool with slm_parallel_for. slm_attend_generic is the plain-C reference of the attention
+ * kernel in the kernel table (attention_avx2.c has the SIMD one).
  */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "kernels.h"
 
 /* ---- RoPE ------------------------------------------------------------------------------------ */
 
@@ -84,12 +85,14 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-size_t slm_attend_scratch(int64_t hc, int64_t n_ctx, int64_t head_dim) {
-    return (size_t)(hc * (n_ctx + head_dim));
+size_t slm_attend_scratch(int64_t r, int64_t hc, int64_t n_ctx, int64_t head_dim) {
+    int64_t n_pad = (n_ctx + 7) / 8 * 8;                 /* the SIMD kernels score 8 keys at once */
+    return (size_t)(head_dim * 8 + r * hc * (n_pad + head_dim));
 }
 
-void slm_attend(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_t hc,
-                float *scratch) {
+/* One query row i of the reference: scratch holds hc * (n_pos + head_dim) floats. */
+static void attend_row(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_t hc,
+                       float *scratch) {
     int64_t hd = a->head_dim, n_pos = a->start_pos + i + 1;   /* causal: 0 .. start_pos+i */
     float *scores = scratch;                   /* scores[hc, n_pos] */
     float *acc = scratch + hc * n_pos;         /* acc[hc, head_dim] */
@@ -116,6 +119,11 @@ void slm_attend(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_
         }
     }
     memcpy(a->out + i * a->out_stride + h0 * hd, acc, (size_t)(hc * hd) * sizeof(float));
+}
+
+void slm_attend_generic(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, int64_t h0,
+                        int64_t hc, float *scratch) {
+    for (int64_t i = i0; i < i0 + r; i++) attend_row(a, i, g, h0, hc, scratch);
 }
 
 typedef struct {
@@ -152,9 +160,10 @@ static inline int64_t balanced_row(int64_t r, int64_t m) {
 
 static void attn_tasks(void *vctx, int64_t t0, int64_t t1) {
     attn_ctx *c = vctx;
+    const slm_kernels *kt = slm_kernels_get();
     int64_t group = c->group, n_ctx = c->a.start_pos + c->m;
     int64_t hc_max = (group + c->n_split - 1) / c->n_split;   /* most heads in one slice */
-    float *scratch = malloc(slm_attend_scratch(hc_max, n_ctx, c->a.head_dim) * sizeof(float));
+    float *scratch = malloc(slm_attend_scratch(1, hc_max, n_ctx, c->a.head_dim) * sizeof(float));
     if (!scratch) { atomic_store(&c->failed, 1); return; }
     int64_t per_row = c->a.n_kv_heads * c->n_split;
     for (int64_t t = t0; t < t1; t++) {
@@ -162,7 +171,7 @@ static void attn_tasks(void *vctx, int64_t t0, int64_t t1) {
         int64_t g = (t % per_row) / c->n_split, sl = t % c->n_split;
         int64_t h0 = g * group + sl * group / c->n_split;         /* first query head */
         int64_t hc = g * group + (sl + 1) * group / c->n_split - h0;   /* heads in slice */
-        slm_attend(&c->a, i, g, h0, hc, scratch);
+        kt->attend(&c->a, i, 1, g, h0, hc, scratch);
     }
     free(scratch);
 }

@@ -49,12 +49,13 @@ typedef struct {
     float scale;             /* 1/sqrt(head_dim) */
 } slm_attn_args;
 
-/* Floats of scratch that slm_attend needs for hc heads when rows reach n_ctx positions. */
-size_t slm_attend_scratch(int64_t hc, int64_t n_ctx, int64_t head_dim);
+/* Floats of scratch that an attention kernel (slm_kernels.attend) needs for r rows of hc heads
+ * when rows reach n_ctx positions. */
+size_t slm_attend_scratch(int64_t r, int64_t hc, int64_t n_ctx, int64_t head_dim);
 
-/* Causal attention of query row i (position start_pos + i) for query heads h0 .. h0+hc-1, all
- * of KV head g. */
-void slm_attend(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_t hc,
-                float *scratch);
+/* Causal attention of query rows i0 .. i0+r-1 (row i at position start_pos + i) for query
+ * heads h0 .. h0+hc-1, all of KV head g. The plain-C reference of slm_kernels.attend. */
+void slm_attend_generic(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, int64_t h0,
+                        int64_t hc, float *scratch);
 
 #endif

@@ -36,6 +36,7 @@
 #define O_UNIT 32         /* weight rows per unit: o and down projections */
 #define FFN_UNIT 64       /* gate/up rows per unit */
 #define HEAD_UNIT 128     /* output-head rows per unit */
+#define ATT_ROWS 16       /* query rows per attention unit (prefill) */
 
 typedef struct {
     _Atomic int64_t next;     /* next unit to claim */
@@ -140,7 +141,7 @@ static int reserve(slm_llama *md, int64_t m, int64_t n_ctx, int nth) {
     free_scratch(md);
     int64_t k_max = max3(c->dim, qd, c->ffn_dim);
     int64_t group = c->n_heads / c->n_kv_heads;
-    md->att_floats = slm_attend_scratch(group, n_ctx, c->head_dim) + 16;
+    md->att_floats = slm_attend_scratch(ATT_ROWS, group, n_ctx, c->head_dim) + 16;
     md->own = calloc((size_t)nth, sizeof *md->own);
     md->x = malloc((size_t)(m * c->dim) * sizeof(float));
     md->q = malloc((size_t)(m * qd) * sizeof(float));
@@ -290,16 +291,19 @@ static void attention_step(walker *w, int l) {
         .n_kv_heads = nkv, .head_dim = c->head_dim,
         .scale = (float)(1.0 / sqrt((double)c->head_dim)),
     };
-    /* few (row, KV head) pairs (decode): cut each group's heads into slices, ~2 units a thread */
-    int64_t pairs = m * nkv, split = (2 * w->nth + pairs - 1) / pairs;
+    /* units: (block of ATT_ROWS query rows, KV head); with few of them (decode) each group's
+     * query heads are cut into slices too, aiming at ~2 units a thread */
+    int64_t blocks = (m + ATT_ROWS - 1) / ATT_ROWS, pairs = blocks * nkv;
+    int64_t split = (2 * w->nth + pairs - 1) / pairs;
     split = split < 1 ? 1 : split > group ? group : split;
     float *scratch = f->md->att + (size_t)w->ith * f->md->att_floats;
     FOR_UNITS(w, pairs * split, u) {
-        int64_t i = m - 1 - u / (nkv * split);           /* longest rows first: better balance */
+        int64_t blk = blocks - 1 - u / (nkv * split);     /* longest rows first: better balance */
+        int64_t i0 = blk * ATT_ROWS, r = m - i0 < ATT_ROWS ? m - i0 : ATT_ROWS;
         int64_t g = (u / split) % nkv, sl = u % split;
         int64_t h0 = g * group + sl * group / split;
         int64_t hc = g * group + (sl + 1) * group / split - h0;
-        slm_attend(&a, i, g, h0, hc, scratch);
+        f->kt->attend(&a, i0, r, g, h0, hc, scratch);
     }
     step_end(w, pairs * split);
 }

@@ -150,6 +150,7 @@ const slm_kernels slm_kernels_generic = {
     .quantize_act = quantize_act_generic,
     .gemm_f32 = gemm_f32_generic, .gemm_f16 = gemm_f16_generic, .gemm_bf16 = gemm_bf16_generic,
     .gemm_q8_0 = gemm_q8_0_generic, .gemm_q4_0 = gemm_q4_0_generic, .gemm_q4_1 = gemm_q4_1_generic,
+    .attend = slm_attend_generic,
     .probe_read = probe_read_generic, .probe_int8 = probe_int8_generic,
 };
 

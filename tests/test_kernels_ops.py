@@ -11,6 +11,28 @@ from slmkit import _native as nat
 SEED = 1234
 
 
+def variants():
+    out = ["generic"]
+    try:
+        nat.set_kernel("avx2")
+        out.append("avx2")
+    except ValueError:
+        pass
+    nat.set_kernel(out[-1])
+    return out
+
+
+VARIANTS = variants()
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request):
+    """Run the test with each kernel variant (attention has a SIMD kernel and a C reference)."""
+    nat.set_kernel(request.param)
+    yield request.param
+    nat.set_kernel(VARIANTS[-1])
+
+
 def rng(*salt):
     return np.random.default_rng([SEED, *salt])
 
@@ -179,7 +201,7 @@ def test_rope_conventions_related_by_permutation(head_dim):
 
 # ---- attention -----------------------------------------------------------------------------
 
-ATTN_SHAPES = [(8, 4, 8), (8, 4, 64), (9, 3, 64), (4, 4, 64), (9, 3, 8), (4, 1, 64)]
+ATTN_SHAPES = [(8, 4, 8), (8, 4, 64), (9, 3, 64), (4, 4, 64), (9, 3, 8), (4, 1, 64), (4, 2, 128), (2, 1, 6)]
 
 
 def make_qkv(r, n, n_heads, n_kv, head_dim):
@@ -194,7 +216,7 @@ def empty_cache(r, n_kv, max_seq, head_dim):
 
 @pytest.mark.parametrize("n_heads,n_kv,head_dim", ATTN_SHAPES)
 @pytest.mark.parametrize("m", [1, 5, 37])
-def test_attention_one_shot(n_heads, n_kv, head_dim, m):
+def test_attention_one_shot(n_heads, n_kv, head_dim, m, variant):
     r = rng(8, n_heads, n_kv, head_dim, m)
     max_seq = 50
     q, k, v = make_qkv(r, m, n_heads, n_kv, head_dim)
@@ -207,7 +229,7 @@ def test_attention_one_shot(n_heads, n_kv, head_dim, m):
 
 
 @pytest.mark.parametrize("n_heads,n_kv,head_dim", ATTN_SHAPES)
-def test_attention_kv_cache_lifecycle(n_heads, n_kv, head_dim):
+def test_attention_kv_cache_lifecycle(n_heads, n_kv, head_dim, variant):
     """Prefill, then decode steps (and one multi-row chunk) == one-shot over the whole sequence."""
     r = rng(9, n_heads, n_kv, head_dim)
     max_seq, steps = 80, [23, 1, 1, 1, 6, 1, 1]   # chunk sizes in order
@@ -231,7 +253,7 @@ def test_attention_kv_cache_lifecycle(n_heads, n_kv, head_dim):
     np.testing.assert_array_equal(vc[:, :total], vc1[:, :total])
 
 
-def test_attention_long_decode():
+def test_attention_long_decode(variant):
     """A decode step over ~2k cached positions, the size of a real generation."""
     r = rng(10)
     n_heads, n_kv, head_dim, max_seq = 8, 4, 64, 2048
