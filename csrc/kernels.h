@@ -13,11 +13,19 @@
 /* Activation rows as the gemm kernels read them. Float weights (F32/F16/BF16) read f; quantised
  * weights read int16 blocks: row i, block b is q[(i*nb + b)*32 .. +32] (64-byte aligned, tail of
  * the last block zero), x ~ d[i*nb + b] * q, and s[i*nb + b] = d * sum(q) (Q4_1 adds its
- * per-block minimum times the block's activation sum). */
+ * per-block minimum times the block's activation sum).
+ *
+ * Many-row gemms (prefill) may also read the same blocks interleaved by groups of 8 rows: for
+ * group G (rows 8G .. 8G+7, missing rows zero), block b and pair e (values 2e, 2e+1) the 8 rows'
+ * pairs are contiguous, qi[((G*nb + b)*16 + e)*8 + l] = row 8G+l's pair e as one int32, with
+ * di/si[(G*nb + b)*8 + l] their scales and sums. One vector then holds one pair of 8 rows, so an
+ * integer dot accumulates 8 rows at once and is converted and scaled once per block. */
 typedef struct {
     const float *f;       /* [m, k] float rows, or NULL */
     const int16_t *q;     /* [m, nb, 32] quantised rows, or NULL */
     const float *d, *s;   /* [m, nb] block scales and scaled sums */
+    const int32_t *qi;    /* [ceil(m/8), nb, 16, 8] row-interleaved pairs, or NULL */
+    const float *di, *si; /* [ceil(m/8), nb, 8] */
     int64_t k, nb;        /* values per row, blocks per row = ceil(k / 32) */
 } slm_act;
 
@@ -72,11 +80,14 @@ static inline int slm_is_quantized(int wtype) {
 
 /* ---- activation buffers ------------------------------------------------------------------ */
 
-/* Room for `rows` activation rows of k values: float rows and their quantised blocks. */
+/* Room for `rows` activation rows of k values: float rows and their quantised blocks, plain
+ * and row-interleaved (see slm_act). */
 typedef struct {
     float *f;             /* [rows, k] */
     int16_t *q;           /* [rows, nb, 32], 64-byte aligned */
     float *d, *s;         /* [rows, nb] */
+    int32_t *qi;          /* [ceil(rows/8), nb, 16, 8], 64-byte aligned */
+    float *di, *si;       /* [ceil(rows/8), nb, 8], 32-byte aligned */
     int64_t rows, k, nb;
 } slm_act_buf;
 
@@ -88,10 +99,18 @@ void slm_act_buf_free(slm_act_buf *buf);
 void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
                            int64_t r0, int64_t r1);
 
-/* The view of buf that a gemm reads, for rows of length k. */
-static inline slm_act slm_act_view(const slm_act_buf *buf, int64_t k) {
-    slm_act a = { buf->f, buf->q, buf->d, buf->s, k, (k + QK - 1) / QK };
+/* Interleave groups g0 .. g1-1 of the quantised rows of buf (m rows in all; see slm_act). */
+void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1);
+
+/* The view of buf that a gemm reads, for rows of length k; `interleaved` when the groups were
+ * made. */
+static inline slm_act slm_act_view(const slm_act_buf *buf, int64_t k, int interleaved) {
+    slm_act a = { buf->f, buf->q, buf->d, buf->s, interleaved ? buf->qi : NULL,
+                  interleaved ? buf->di : NULL, interleaved ? buf->si : NULL, k, (k + QK - 1) / QK };
     return a;
 }
+
+/* Rows from which a quantised gemm is worth the interleaved layout. */
+#define SLM_INTERLEAVE_ROWS 8
 
 #endif

@@ -29,7 +29,7 @@
 #include "kernels.h"
 
 #define PRIVATE_ROWS 2    /* inputs of at most this many rows are made by every thread */
-#define INPUT_ROWS 16     /* rows per unit of an input step */
+#define INPUT_ROWS 16     /* rows per unit of an input step (a multiple of 8: whole groups) */
 #define STEPS_PER_LAYER 9 /* at most: 4 inputs, qkv, attention, o, gate/up, down */
 #define SPINS 2000        /* polls of a step's done count before yielding the core */
 #define M_BLOCK 64        /* activation rows per unit (prefill) */
@@ -220,11 +220,12 @@ static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
             if (r1 > rows) r1 = rows;
             if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, md->cfg.norm_eps);
             if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+            if (need_q && rows >= SLM_INTERLEAVE_ROWS) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
             if (!own) unit_done(w);
         }
         if (!own) step_end(w, units);
     }
-    slm_act a = slm_act_view(buf, k);
+    slm_act a = slm_act_view(buf, k, need_q && rows >= SLM_INTERLEAVE_ROWS);
     a.f = fl;
     return a;
 }

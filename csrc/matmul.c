@@ -171,14 +171,21 @@ slm_gemm_fn slm_gemm_for(const slm_kernels *kt, int wtype) {
 int slm_act_buf_reserve(slm_act_buf *buf, int64_t rows, int64_t k) {
     if (rows <= buf->rows && k <= buf->k) return SLM_OK;
     int64_t r = rows > buf->rows ? rows : buf->rows, kk = k > buf->k ? k : buf->k;
-    int64_t nbb = (kk + QK - 1) / QK;
+    int64_t nbb = (kk + QK - 1) / QK, r8 = (r + 7) / 8 * 8;
     slm_act_buf_free(buf);
-    size_t qbytes = (size_t)(r * nbb) * QK * sizeof(int16_t);   /* a multiple of 64 */
+    size_t qbytes = (size_t)(r8 * nbb) * QK * sizeof(int16_t);  /* a multiple of 64 */
+    size_t dbytes = (size_t)(r8 * nbb) * sizeof(float);          /* a multiple of 32 */
     buf->f = malloc((size_t)(r * kk) * sizeof(float));
-    buf->q = aligned_alloc(64, qbytes ? qbytes : 64);
-    buf->d = malloc((size_t)(r * nbb) * sizeof(float));
-    buf->s = malloc((size_t)(r * nbb) * sizeof(float));
-    if (!buf->f || !buf->q || !buf->d || !buf->s) { slm_act_buf_free(buf); return SLM_E_NOMEM; }
+    buf->q = aligned_alloc(64, qbytes);
+    buf->d = malloc(dbytes);
+    buf->s = malloc(dbytes);
+    buf->qi = aligned_alloc(64, qbytes);
+    buf->di = aligned_alloc(64, (dbytes + 63) / 64 * 64);
+    buf->si = aligned_alloc(64, (dbytes + 63) / 64 * 64);
+    if (!buf->f || !buf->q || !buf->d || !buf->s || !buf->qi || !buf->di || !buf->si) {
+        slm_act_buf_free(buf);
+        return SLM_E_NOMEM;
+    }
     buf->rows = r;
     buf->k = kk;
     buf->nb = nbb;
@@ -190,6 +197,9 @@ void slm_act_buf_free(slm_act_buf *buf) {
     free(buf->q);
     free(buf->d);
     free(buf->s);
+    free(buf->qi);
+    free(buf->di);
+    free(buf->si);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -200,10 +210,35 @@ void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf 
         kt->quantize_act(src + r * k, buf->q + r * nb * QK, buf->d + r * nb, buf->s + r * nb, k);
 }
 
+void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1) {
+    int64_t nb = (k + QK - 1) / QK;
+    for (int64_t g = g0; g < g1; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t *qi = buf->qi + (g * nb + b) * 128;     /* [16 pairs][8 rows] */
+            float *di = buf->di + (g * nb + b) * 8, *si = buf->si + (g * nb + b) * 8;   /* [8] */
+            for (int l = 0; l < 8; l++) {
+                int64_t row = g * 8 + l;
+                if (row >= m) {
+                    for (int e = 0; e < 16; e++) qi[e * 8 + l] = 0;
+                    di[l] = si[l] = 0.0f;
+                    continue;
+                }
+                const int16_t *q = buf->q + (row * nb + b) * QK;   /* [32] */
+                for (int e = 0; e < 16; e++) {
+                    int32_t pair;
+                    memcpy(&pair, q + 2 * e, sizeof pair);
+                    qi[e * 8 + l] = pair;
+                }
+                di[l] = buf->d[row * nb + b];
+                si[l] = buf->s[row * nb + b];
+            }
+        }
+}
+
 /* ---- driver ------------------------------------------------------------------------------ */
 
 #define N_UNIT 16   /* weight rows per task unit: a multiple of every SIMD tile width */
-#define M_UNIT 64   /* activation rows per task unit, when rows of x are split too */
+#define M_UNIT 64   /* activation rows per task unit, when rows of x are split too (multiple of 8) */
 
 typedef struct {
     const slm_kernels *kt;
@@ -219,9 +254,12 @@ typedef struct {
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
 } matmul_ctx;
 
-static void quantize_rows_task(void *p, int64_t r0, int64_t r1) {
+/* Groups of 8 rows g0 .. g1-1: quantised, then interleaved (when m is large enough). */
+static void quantize_rows_task(void *p, int64_t g0, int64_t g1) {
     matmul_ctx *c = p;
-    slm_act_quantize_rows(c->kt, c->xf, c->buf, c->k, r0, r1);
+    int64_t r1 = g1 * 8 < c->m ? g1 * 8 : c->m;
+    slm_act_quantize_rows(c->kt, c->xf, c->buf, c->k, g0 * 8, r1);
+    if (c->m >= SLM_INTERLEAVE_ROWS) slm_act_interleave(c->buf, c->k, c->m, g0, g1);
 }
 
 /* Task t covers activation rows of unit t / n_units and weight rows of unit t % n_units;
@@ -256,9 +294,10 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
     if (slm_is_quantized(wtype)) {
         if (slm_act_buf_reserve(&buf, m, k)) return SLM_E_NOMEM;
         c.buf = &buf;
-        if (m >= 8) slm_parallel_for(pool, m, quantize_rows_task, &c);
-        else quantize_rows_task(&c, 0, m);
-        c.x = slm_act_view(&buf, k);
+        int64_t groups = (m + 7) / 8;
+        if (groups > 1) slm_parallel_for(pool, groups, quantize_rows_task, &c);
+        else quantize_rows_task(&c, 0, groups);
+        c.x = slm_act_view(&buf, k, m >= SLM_INTERLEAVE_ROWS);
     }
 
     /* Split over n first (every thread streams its own weights); split over m as well only

@@ -13,6 +13,7 @@
  * conversion and one FMA with the product of the two block scales.
  */
 #include <immintrin.h>
+#include <string.h>
 #include "kernels.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -210,6 +211,111 @@ AI void qtile(int wt, int MR, int NR, const uint8_t *w, size_t ws, const slm_act
         for (int j = 0; j < NR; j++) store_out(&y[i * ys + j], hsum8(acc[i][j]) + off[i][j], accumulate);
 }
 
+/* ---- many rows: row-interleaved activations (see slm_act) ------------------------------ */
+
+/* y rows of NG groups of 8 activation rows x NR weight rows. Per block, each weight row is
+ * widened to 32 int16 once (kept in wb, each pair then broadcast from memory), and for every
+ * pair e one vector holds that pair of 8 rows: madd + add gives 8 rows' partial dots at once,
+ * so the conversion and scaling run once per block for 8 outputs. rows: valid rows of the last
+ * group (the rest are zero padding, not stored). */
+AI void qtile8(int wt, int NR, int NG, const uint8_t *w, size_t ws, const slm_act *x, int64_t g0,
+               float *y, size_t ys, int rows, int accumulate) {
+    const int64_t nb = x->nb;
+    const __m128i low4 = _mm_set1_epi8(15);
+    const __m256i eight = _mm256_set1_epi16(8);
+    __attribute__((aligned(32))) int16_t wb[NR_MAX][QK];   /* [NR][32] widened weight block */
+    __m256 acc[NR_MAX][2];                                   /* [NR][NG] lanes = 8 rows */
+    for (int j = 0; j < NR; j++)
+        for (int g = 0; g < NG; g++) acc[j][g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256 dw[NR_MAX], mw[NR_MAX];                       /* [NR] scale, Q4_1 minimum */
+        for (int j = 0; j < NR; j++) {
+            const uint8_t *row = w + j * ws;
+            __m256i lo, hi;                                  /* values 0-15, 16-31 as int16 */
+            if (wt == SLM_Q8_0) {
+                const block_q8_0 *bw = (const block_q8_0 *)row + b;
+                lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw->qs));
+                hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bw->qs + 16)));
+                dw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->d));
+            } else {
+                const uint8_t *qs = wt == SLM_Q4_0 ? ((const block_q4_0 *)row + b)->qs
+                                                   : ((const block_q4_1 *)row + b)->qs;
+                __m128i v = _mm_loadu_si128((const __m128i *)qs);
+                lo = _mm256_cvtepu8_epi16(_mm_and_si128(v, low4));
+                hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), low4));
+                if (wt == SLM_Q4_0) {
+                    const block_q4_0 *bw = (const block_q4_0 *)row + b;
+                    lo = _mm256_sub_epi16(lo, eight);
+                    hi = _mm256_sub_epi16(hi, eight);
+                    dw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->d));
+                } else {
+                    const block_q4_1 *bw = (const block_q4_1 *)row + b;
+                    dw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->d));
+                    mw[j] = _mm256_cvtph_ps(_mm_set1_epi16((short)bw->m));
+                }
+            }
+            _mm256_store_si256((__m256i *)wb[j], lo);
+            _mm256_store_si256((__m256i *)(wb[j] + 16), hi);
+        }
+        __m256i p[NR_MAX][2];                                /* [NR][NG] int32 dots, lanes = rows */
+        for (int j = 0; j < NR; j++)
+            for (int g = 0; g < NG; g++) p[j][g] = _mm256_setzero_si256();
+        for (int e = 0; e < QK / 2; e++) {
+            __m256i xe[2];                                   /* [NG] pair e of 8 rows */
+            for (int g = 0; g < NG; g++)
+                xe[g] = _mm256_load_si256((const __m256i *)(x->qi + (((g0 + g) * nb + b) * 16 + e) * 8));
+            for (int j = 0; j < NR; j++) {
+                int32_t pair;
+                memcpy(&pair, wb[j] + 2 * e, sizeof pair);
+                __m256i wv = _mm256_set1_epi32(pair);
+                for (int g = 0; g < NG; g++) p[j][g] = _mm256_add_epi32(p[j][g], _mm256_madd_epi16(xe[g], wv));
+            }
+        }
+        for (int g = 0; g < NG; g++) {
+            __m256 dx = _mm256_load_ps(x->di + ((g0 + g) * nb + b) * 8);
+            for (int j = 0; j < NR; j++) {
+                acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[j][g]), _mm256_mul_ps(dx, dw[j]), acc[j][g]);
+                if (wt == SLM_Q4_1)
+                    acc[j][g] = _mm256_fmadd_ps(_mm256_load_ps(x->si + ((g0 + g) * nb + b) * 8), mw[j], acc[j][g]);
+            }
+        }
+    }
+    for (int g = 0; g < NG; g++) {
+        int nr = g == NG - 1 ? rows : 8;
+        for (int j = 0; j < NR; j++) {
+            float t[8];                                      /* [8] rows of output column j */
+            _mm256_storeu_ps(t, acc[j][g]);
+            for (int l = 0; l < nr; l++) store_out(&y[(g * 8 + l) * ys + j], t[l], accumulate);
+        }
+    }
+}
+
+/* Rows r0 .. r0+m-1 (r0 a multiple of 8) through qtile8: panels of weight rows, then 16-row
+ * double groups (one 8-row group at the end), then pairs of weight rows. */
+AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, float *y,
+                    size_t ys, int64_t m, int64_t n, int accumulate) {
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
+        int64_t j1 = j0 + PANEL < n ? j0 + PANEL : n;
+        for (int64_t i0 = 0; i0 < m; i0 += 16) {
+            int ng = m - i0 > 8 ? 2 : 1;
+            int rows = (int)(m - i0 - 8 * (ng - 1));
+            rows = rows > 8 ? 8 : rows;
+            for (int64_t j = j0; j < j1; j += 2) {
+                const uint8_t *wj = (const uint8_t *)w + j * ws;
+                int64_t g0 = (r0 + i0) / 8;
+                float *yt = y + i0 * ys + j;
+                if (j + 1 < j1) {
+                    if (ng == 2) qtile8(wt, 2, 2, wj, ws, x, g0, yt, ys, rows, accumulate);
+                    else qtile8(wt, 2, 1, wj, ws, x, g0, yt, ys, rows, accumulate);
+                } else {
+                    if (ng == 2) qtile8(wt, 1, 2, wj, ws, x, g0, yt, ys, rows, accumulate);
+                    else qtile8(wt, 1, 1, wj, ws, x, g0, yt, ys, rows, accumulate);
+                }
+            }
+        }
+    }
+}
+
 /* ---- tile walkers ------------------------------------------------------------------------ */
 
 /* Calls TILE(MR, NR) for constant MR in 1..6 and NR in 1..4 picked from runtime mr, nr. */
@@ -251,6 +357,10 @@ AI void gemm_float(int wt, const void *w, size_t ws, const slm_act *x, int64_t r
 
 AI void gemm_quant(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, float *y,
                    size_t ys, int64_t m, int64_t n, int accumulate) {
+    if (x->qi && r0 % 8 == 0) {
+        gemm_quant8(wt, w, ws, x, r0, y, ys, m, n, accumulate);
+        return;
+    }
 #define QTILE(MR, NR) qtile(wt, MR, NR, (const uint8_t *)w + j * ws, ws, x, r0 + i0, \
                             y + i0 * ys + j, ys, accumulate)
     WALK(QTILE)

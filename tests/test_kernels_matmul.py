@@ -232,7 +232,7 @@ def weights(rng, wtype, n, k):
     return raw, nat.dequantize(raw, wtype, k).astype(np.float64)
 
 
-REL_TOL = {nat.F32: 1e-5, nat.F16: 1e-5, nat.BF16: 1e-5, nat.Q8_0: 1e-2, nat.Q4_0: 1e-2, nat.Q4_1: 1e-2}
+REL_TOL = {nat.F32: 1e-5, nat.F16: 1e-5, nat.BF16: 1e-5, nat.Q8_0: 2e-4, nat.Q4_0: 2e-4, nat.Q4_1: 2e-4}
 
 
 def rel_err(got, ref):
@@ -256,10 +256,10 @@ def test_matmul_vs_float64(variant, wtype, k, n, m, kernel):
     tol = REL_TOL[wtype] * (3 if wtype in QTYPES and m * n < 32 else 1)
     assert err < tol, err
     if wtype in QTYPES:
-        # per element too: activation quantisation error is bounded per block by amax/254
+        # per element too: activation rounding error is bounded per block by amax/65534
         xb = np.abs(pad32(x)).max(axis=2).astype(np.float64)         # [m, nb]
         wb = np.abs(pad32(wd.astype(np.float32))).sum(axis=2)        # [n, nb]
-        bound = xb @ wb.T / 254 * 1.01 + 1e-5 * np.abs(ref).max()
+        bound = xb @ wb.T / 65534 * 1.01 + 1e-5 * np.abs(ref).max()
         assert np.all(np.abs(y - ref) <= bound)
 
 
