@@ -87,23 +87,43 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 
 size_t slm_attend_scratch(int64_t r, int64_t hc, int64_t n_ctx, int64_t head_dim) {
     int64_t n_pad = (n_ctx + 7) / 8 * 8;                 /* the SIMD kernels score 8 keys at once */
-    return (size_t)(head_dim * 8 + r * hc * (n_pad + head_dim));
+    /* 16 rows: 8 transposed keys and 8 dequantised key rows (int8 caches) */
+    return (size_t)(head_dim * 16 + r * hc * (n_pad + head_dim));
 }
 
-/* One query row i of the reference: scratch holds hc * (n_pos + head_dim) floats. */
+void slm_kv_quantize_row(const float *x, int8_t *q, float *scale, int64_t head_dim) {
+    float amax = 0.0f;
+    for (int64_t d = 0; d < head_dim; d++) amax = fmaxf(amax, fabsf(x[d]));
+    float s = amax / 127.0f, inv = s != 0.0f ? 1.0f / s : 0.0f;
+    for (int64_t d = 0; d < head_dim; d++) q[d] = (int8_t)nearbyintf(x[d] * inv);
+    *scale = s;
+}
+
+/* Row p of KV head g of a cache as floats: the row itself, or (int8) dequantised into buf. */
+static const float *kv_row(const slm_attn_args *a, const void *cache, const float *scale,
+                           int64_t g, int64_t p, float *buf) {
+    int64_t hd = a->head_dim, row = g * a->max_seq + p;
+    if (a->kv_type == SLM_F32) return (const float *)cache + row * hd;
+    const int8_t *q = (const int8_t *)cache + row * hd;
+    for (int64_t d = 0; d < hd; d++) buf[d] = scale[row] * (float)q[d];
+    return buf;
+}
+
+/* One query row i of the reference: scratch holds hc * (n_pos + head_dim) + head_dim floats. */
 static void attend_row(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0, int64_t hc,
                        float *scratch) {
     int64_t hd = a->head_dim, n_pos = a->start_pos + i + 1;   /* causal: 0 .. start_pos+i */
     float *scores = scratch;                   /* scores[hc, n_pos] */
     float *acc = scratch + hc * n_pos;         /* acc[hc, head_dim] */
+    float *row = acc + hc * hd;                /* row[head_dim]: a dequantised cache row */
     const float *qi = a->q + i * a->q_stride + h0 * hd;       /* qi[hc, head_dim] */
-    const float *kg = a->k_cache + g * a->max_seq * hd;       /* kg[max_seq, head_dim] */
-    const float *vg = a->v_cache + g * a->max_seq * hd;       /* vg[max_seq, head_dim] */
 
     /* scores: one pass over K, each row used by every head of the slice */
-    for (int64_t p = 0; p < n_pos; p++)
+    for (int64_t p = 0; p < n_pos; p++) {
+        const float *kp = kv_row(a, a->k_cache, a->k_scale, g, p, row);   /* kp[head_dim] */
         for (int64_t h = 0; h < hc; h++)
-            scores[h * n_pos + p] = dot(qi + h * hd, kg + p * hd, hd) * a->scale;
+            scores[h * n_pos + p] = dot(qi + h * hd, kp, hd) * a->scale;
+    }
 
     /* softmax per head, float32 with the max subtracted */
     slm_softmax(scores, hc, n_pos);
@@ -111,7 +131,7 @@ static void attend_row(const slm_attn_args *a, int64_t i, int64_t g, int64_t h0,
     /* weighted sum of V: one pass over V, accumulated in scratch so out may alias q */
     memset(acc, 0, (size_t)(hc * hd) * sizeof(float));
     for (int64_t p = 0; p < n_pos; p++) {
-        const float *vp = vg + p * hd;   /* vp[head_dim] */
+        const float *vp = kv_row(a, a->v_cache, a->v_scale, g, p, row);   /* vp[head_dim] */
         for (int64_t h = 0; h < hc; h++) {
             float w = scores[h * n_pos + p];
             float *ah = acc + h * hd;
@@ -186,7 +206,8 @@ int slm_attention(slm_pool *pool, const float *q, const float *k_new, const floa
     if (m == 0) return SLM_OK;
 
     attn_ctx c = {
-        .a = { .q = q, .q_stride = n_heads * head_dim, .k_cache = k_cache, .v_cache = v_cache,
+        .a = { .q = q, .q_stride = n_heads * head_dim, .kv_type = SLM_F32,
+               .k_cache = k_cache, .v_cache = v_cache,
                .out = out, .out_stride = n_heads * head_dim, .start_pos = start_pos,
                .max_seq = max_seq, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
                .head_dim = head_dim, .scale = (float)(1.0 / sqrt((double)head_dim)) },

@@ -12,7 +12,8 @@
  *   output  O[q, :] = sum_p P[q, p] v_p, 2 queries x 64 dimensions in 16 accumulators; each
  *           value row is loaded once for both queries.
  * Every query's sums run in the same order whatever r and hc are, so a row gives the same result
- * alone or in a block.
+ * alone or in a block. int8 caches are dequantised 8 key rows at a time, and a value row's
+ * scale is folded into its probability.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -78,6 +79,11 @@ static void softmax_padded(float *x, int64_t n, int64_t n_pad) {
     for (int64_t p = 0; p < n_pad; p += 8) _mm256_storeu_ps(x + p, _mm256_mul_ps(_mm256_loadu_ps(x + p), inv));
 }
 
+/* 8 int8 values as floats. */
+AI __m256 load8_i8(const int8_t *q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
 /* Kt[d*8 + t] = k[(p0 + t) * hd + d] for t < nk (zero for the rest of the block). */
 static void transpose_keys(const float *k, int64_t p0, int64_t nk, int64_t hd, float *kt) {
     if (nk == KB) {
@@ -120,18 +126,24 @@ AI void score_block(int nq, const float *const *qs, const float *kt, int64_t hd,
     for (int u = 0; u < nq; u++) _mm256_storeu_ps(out[u], _mm256_mul_ps(acc[u], scale));
 }
 
-/* out rows (2 or 1 queries) = P rows . V over keys [0, n), dimensions [d0, d0 + DB). */
-AI void value_block(int nq, const float *const *ps, const float *v, int64_t hd, int64_t n,
-                    int64_t d0, int64_t nd, float *const *out) {
+/* out rows (2 or 1 queries) = P rows . V over keys [0, n), dimensions [d0, d0 + DB); V is
+ * float, or int8 rows (v8) with scales vs. */
+AI void value_block(int nq, const float *const *ps, const float *v, const int8_t *v8,
+                    const float *vs, int64_t hd, int64_t n, int64_t d0, int64_t nd,
+                    float *const *out) {
     __m256 acc[2][DB / 8];
     int nv = (int)(nd / 8);
     for (int u = 0; u < nq; u++)
         for (int t = 0; t < nv; t++) acc[u][t] = _mm256_setzero_ps();
     for (int64_t p = 0; p < n; p++) {
-        const float *vp = v + p * hd + d0;
         __m256 w0 = _mm256_broadcast_ss(ps[0] + p), w1 = nq > 1 ? _mm256_broadcast_ss(ps[1] + p) : w0;
+        if (v8) {                              /* fold the row's scale into the weights */
+            __m256 sc = _mm256_broadcast_ss(vs + p);
+            w0 = _mm256_mul_ps(w0, sc);
+            w1 = _mm256_mul_ps(w1, sc);
+        }
         for (int t = 0; t < nv; t++) {
-            __m256 vv = _mm256_loadu_ps(vp + 8 * t);
+            __m256 vv = v8 ? load8_i8(v8 + p * hd + d0 + 8 * t) : _mm256_loadu_ps(v + p * hd + d0 + 8 * t);
             acc[0][t] = _mm256_fmadd_ps(w0, vv, acc[0][t]);
             if (nq > 1) acc[1][t] = _mm256_fmadd_ps(w1, vv, acc[1][t]);
         }
@@ -148,17 +160,32 @@ void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, i
     int64_t n_max = a->start_pos + i0 + r;                    /* keys the last row sees */
     int64_t n_pad = (n_max + KB - 1) / KB * KB;
     float *kt = scratch;                                      /* kt[hd, 8] */
-    float *s = scratch + hd * KB;                             /* s[nq, n_pad] scores, then P */
+    float *kf = kt + hd * KB;                                 /* kf[8, hd] dequantised keys */
+    float *s = kf + hd * KB;                                  /* s[nq, n_pad] scores, then P */
     float *o = s + nq * n_pad;                                /* o[nq, hd] outputs */
-    const float *kg = a->k_cache + g * a->max_seq * hd;       /* kg[max_seq, hd] */
-    const float *vg = a->v_cache + g * a->max_seq * hd;       /* vg[max_seq, hd] */
+    int q8 = a->kv_type != SLM_F32;
+    int64_t row0 = g * a->max_seq;                            /* cache row of position 0 */
+    const float *kg = q8 ? NULL : (const float *)a->k_cache + row0 * hd;   /* kg[max_seq, hd] */
+    const float *vg = q8 ? NULL : (const float *)a->v_cache + row0 * hd;   /* vg[max_seq, hd] */
+    const int8_t *k8 = q8 ? (const int8_t *)a->k_cache + row0 * hd : NULL;
+    const int8_t *v8 = q8 ? (const int8_t *)a->v_cache + row0 * hd : NULL;
+    const float *ks = q8 ? a->k_scale + row0 : NULL, *vs = q8 ? a->v_scale + row0 : NULL;
     const __m256 scale = _mm256_set1_ps(a->scale);
 
 #define QUERY(qi) (a->q + (i0 + (qi) / hc) * a->q_stride + (h0 + (qi) % hc) * hd)
     /* scores, 8 keys at a time; a query's scores past its causal length are discarded below */
     for (int64_t p0 = 0; p0 < n_max; p0 += KB) {
         int64_t nk = n_max - p0 < KB ? n_max - p0 : KB;
-        transpose_keys(kg, p0, nk, hd, kt);
+        if (q8) {                                             /* dequantise the 8 rows first */
+            for (int64_t t = 0; t < nk; t++) {
+                __m256 sc = _mm256_broadcast_ss(ks + p0 + t);
+                for (int64_t d = 0; d < hd; d += 8)
+                    _mm256_storeu_ps(kf + t * hd + d, _mm256_mul_ps(load8_i8(k8 + (p0 + t) * hd + d), sc));
+            }
+            transpose_keys(kf, 0, nk, hd, kt);
+        } else {
+            transpose_keys(kg, p0, nk, hd, kt);
+        }
         int64_t first = p0 - a->start_pos - i0;              /* rows before this see no key here */
         int64_t q0 = first > 0 ? first * hc : 0;
         for (int64_t qi = q0; qi < nq; qi += QB) {
@@ -190,8 +217,8 @@ void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, i
         float *outs[2] = { o + qi * hd, o + (qi + 1) * hd };
         for (int64_t d0 = 0; d0 < hd; d0 += DB) {
             int64_t nd = hd - d0 < DB ? hd - d0 : DB;
-            if (nb == 2) value_block(2, ps, vg, hd, n, d0, nd, outs);
-            else value_block(1, ps, vg, hd, n, d0, nd, outs);
+            if (nb == 2) value_block(2, ps, vg, v8, vs, hd, n, d0, nd, outs);
+            else value_block(1, ps, vg, v8, vs, hd, n, d0, nd, outs);
         }
         if (nb == 1) qi--;                                    /* step by one query */
     }

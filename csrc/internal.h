@@ -41,13 +41,19 @@ void slm_rope_apply(float *xr, int64_t n_heads, int64_t head_dim, int64_t j0, in
 typedef struct {
     const float *q;          /* row i, head h at q + i*q_stride + h*head_dim (already rotated) */
     int64_t q_stride;
-    const float *k_cache;    /* [n_kv_heads, max_seq, head_dim], rows 0 .. start_pos+i filled */
-    const float *v_cache;    /* [n_kv_heads, max_seq, head_dim] */
+    int kv_type;             /* SLM_F32, or SLM_Q8_0: int8 rows with one float scale each */
+    const void *k_cache;     /* [n_kv_heads, max_seq, head_dim], rows 0 .. start_pos+i filled */
+    const void *v_cache;     /* [n_kv_heads, max_seq, head_dim] */
+    const float *k_scale;    /* [n_kv_heads, max_seq] (int8 caches) */
+    const float *v_scale;    /* [n_kv_heads, max_seq] (int8 caches) */
     float *out;              /* row i, head h at out + i*out_stride + h*head_dim; may alias q */
     int64_t out_stride;
     int64_t start_pos, max_seq, n_heads, n_kv_heads, head_dim;
     float scale;             /* 1/sqrt(head_dim) */
 } slm_attn_args;
+
+/* An int8 cache row: q[hd] = round(x / scale), scale = amax / 127 (0 for a zero row). */
+void slm_kv_quantize_row(const float *x, int8_t *q, float *scale, int64_t head_dim);
 
 /* Floats of scratch that an attention kernel (slm_kernels.attend) needs for r rows of hc heads
  * when rows reach n_ctx positions. */

@@ -60,6 +60,7 @@ struct slm_llama {
     float *g, *u;                   /* [m, ffn_dim] gate (then silu(gate)*up) and up */
     float *cos_sin;                 /* [m, 2, head_dim/2] RoPE cos then sin of each row */
     float *att;                     /* [cap_threads, att_floats] attention scratch */
+    float *kv_rows;                 /* [cap_threads, M_BLOCK, head_dim] k/v rows before int8 */
     size_t att_floats;
     step_sync *steps;               /* [n_steps] counters of a forward pass */
     size_t n_steps;
@@ -81,6 +82,7 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
         cfg->n_kv_heads <= 0 || cfg->head_dim <= 0 || cfg->vocab <= 0 ||
         cfg->n_heads % cfg->n_kv_heads != 0 || cfg->head_dim % 2 != 0)
         return SLM_E_SHAPE;
+    if (cfg->kv_type != SLM_F32 && cfg->kv_type != SLM_Q8_0) return SLM_E_TYPE;
     if (!weight_ok(embed) || !weight_ok(head) || !norm) return SLM_E_TYPE;
     for (int64_t l = 0; l < cfg->n_layers; l++) {
         const slm_llama_layer *ly = &layers[l];
@@ -115,8 +117,9 @@ static void free_scratch(slm_llama *md) {
     free(md->u);
     free(md->cos_sin);
     free(md->att);
+    free(md->kv_rows);
     md->own = NULL;
-    md->x = md->q = md->g = md->u = md->cos_sin = md->att = NULL;
+    md->x = md->q = md->g = md->u = md->cos_sin = md->att = md->kv_rows = NULL;
     md->cap_m = md->cap_ctx = 0;
     md->cap_threads = 0;
 }
@@ -149,7 +152,9 @@ static int reserve(slm_llama *md, int64_t m, int64_t n_ctx, int nth) {
     md->u = malloc((size_t)(m * c->ffn_dim) * sizeof(float));
     md->cos_sin = malloc((size_t)(m * c->head_dim) * sizeof(float));
     md->att = malloc((size_t)nth * md->att_floats * sizeof(float));
+    md->kv_rows = malloc((size_t)(nth * M_BLOCK * c->head_dim) * sizeof(float));
     int bad = !md->own || !md->x || !md->q || !md->g || !md->u || !md->cos_sin || !md->att ||
+              !md->kv_rows ||
               slm_act_buf_reserve(&md->in, m, k_max);
     md->cap_threads = md->own ? nth : 0;
     for (int t = 0; t < md->cap_threads && !bad; t++)
@@ -166,7 +171,8 @@ typedef struct {
     slm_llama *md;
     const slm_kernels *kt;
     int64_t m, start_pos, max_seq;
-    float *const *k_cache, *const *v_cache;   /* [n_layers] -> [n_kv_heads, max_seq, head_dim] */
+    void *const *k_cache, *const *v_cache;    /* [n_layers] -> [n_kv_heads, max_seq, head_dim] */
+    float *const *k_scale, *const *v_scale;   /* [n_layers] -> [n_kv_heads, max_seq] (int8) */
     float *logits;                            /* [rows_out, vocab] */
     int all_logits;
     step_sync *steps;                         /* [n_layers * STEPS_PER_LAYER + 2], zeroed */
@@ -271,10 +277,17 @@ static void qkv_step(walker *w, int l, const slm_act *x) {
         } else {                                          /* KV head g -> its cache rows */
             int is_v = h >= nh + nkv;
             int64_t g = h - nh - (is_v ? nkv : 0);
-            float *cache = (is_v ? f->v_cache : f->k_cache)[l];
-            float *y = cache + (g * f->max_seq + f->start_pos + i0) * hd;   /* [mi, hd] */
+            int64_t row = g * f->max_seq + f->start_pos + i0;   /* first cache row written */
+            void *cache = (is_v ? f->v_cache : f->k_cache)[l];
+            float *y = c->kv_type == SLM_F32 ? (float *)cache + row * hd      /* [mi, hd] */
+                                             : f->md->kv_rows + (size_t)w->ith * M_BLOCK * hd;
             linear(f, is_v ? &ly->v : &ly->k, c->dim, x, i0, mi, g * hd, hd, y, hd, 0);
             if (!is_v) rope_rows(f, y, hd, i0, mi);
+            if (c->kv_type != SLM_F32) {
+                float *scale = (is_v ? f->v_scale : f->k_scale)[l];
+                for (int64_t i = 0; i < mi; i++)
+                    slm_kv_quantize_row(y + i * hd, (int8_t *)cache + (row + i) * hd, scale + row + i, hd);
+            }
         }
     }
     step_end(w, mblocks * heads);
@@ -285,8 +298,9 @@ static void attention_step(walker *w, int l) {
     const slm_llama_config *c = &f->md->cfg;
     int64_t nkv = c->n_kv_heads, group = c->n_heads / nkv, m = f->m;
     slm_attn_args a = {
-        .q = f->md->q, .q_stride = c->n_heads * c->head_dim,
+        .q = f->md->q, .q_stride = c->n_heads * c->head_dim, .kv_type = c->kv_type,
         .k_cache = f->k_cache[l], .v_cache = f->v_cache[l],
+        .k_scale = f->k_scale ? f->k_scale[l] : NULL, .v_scale = f->v_scale ? f->v_scale[l] : NULL,
         .out = f->md->q, .out_stride = c->n_heads * c->head_dim,
         .start_pos = f->start_pos, .max_seq = f->max_seq, .n_heads = c->n_heads,
         .n_kv_heads = nkv, .head_dim = c->head_dim,
@@ -377,10 +391,12 @@ static void forward_team(void *p, int ith, int nth) {
 }
 
 int slm_llama_forward(slm_llama *md, slm_pool *pool, const int32_t *tokens, int64_t m,
-                      int64_t start_pos, float *const *k_cache, float *const *v_cache,
-                      int64_t max_seq, float *logits, int all_logits) {
+                      int64_t start_pos, void *const *k_cache, void *const *v_cache,
+                      float *const *k_scale, float *const *v_scale, int64_t max_seq,
+                      float *logits, int all_logits) {
     const slm_llama_config *c = &md->cfg;
     if (m <= 0 || start_pos < 0 || start_pos + m > max_seq) return SLM_E_SHAPE;
+    if (c->kv_type != SLM_F32 && (!k_scale || !v_scale)) return SLM_E_SHAPE;
     for (int64_t i = 0; i < m; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab) return SLM_E_SHAPE;
     int nth = slm_pool_team_size(pool);
@@ -400,7 +416,9 @@ int slm_llama_forward(slm_llama *md, slm_pool *pool, const int32_t *tokens, int6
     }
 
     fwd_ctx f = { .md = md, .kt = slm_kernels_get(), .m = m, .start_pos = start_pos,
-                  .max_seq = max_seq, .k_cache = k_cache, .v_cache = v_cache, .logits = logits,
+                  .max_seq = max_seq, .k_cache = k_cache, .v_cache = v_cache,
+                  .k_scale = c->kv_type == SLM_F32 ? NULL : k_scale,
+                  .v_scale = c->kv_type == SLM_F32 ? NULL : v_scale, .logits = logits,
                   .all_logits = all_logits, .steps = md->steps };
     memset(md->steps, 0, md->n_steps * sizeof *md->steps);
     slm_pool_team(pool, forward_team, &f);

@@ -157,6 +157,7 @@ typedef struct {
     int64_t dim, ffn_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab;
     float norm_eps, rope_base;
     int rope_interleaved;   /* 1: pairs (2j, 2j+1); 0: pairs (j, j + head_dim/2) */
+    int kv_type;            /* KV cache: SLM_F32, or SLM_Q8_0 = int8 rows, one float scale each */
 } slm_llama_config;
 
 typedef struct slm_llama slm_llama;
@@ -169,12 +170,15 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
 void slm_llama_free(slm_llama *model);
 
 /* Feed tokens[m] at positions start_pos .. start_pos+m-1: their keys and values go into the
- * caches (k_cache[l], v_cache[l]: [n_kv_heads, max_seq, head_dim] for every layer l), and the
- * logits of the last row ([vocab]), or of every row ([m, vocab]) when all_logits, into logits.
- * Returns SLM_E_SHAPE for a token id outside the vocabulary or a context overflow. */
+ * caches (k_cache[l], v_cache[l]: [n_kv_heads, max_seq, head_dim] for every layer l, float32 or
+ * int8 as the config's kv_type says; for int8, k_scale[l], v_scale[l]: [n_kv_heads, max_seq],
+ * else NULL), and the logits of the last row ([vocab]), or of every row ([m, vocab]) when
+ * all_logits, into logits. Returns SLM_E_SHAPE for a token id outside the vocabulary or a
+ * context overflow. */
 int slm_llama_forward(slm_llama *model, slm_pool *pool, const int32_t *tokens, int64_t m,
-                      int64_t start_pos, float *const *k_cache, float *const *v_cache,
-                      int64_t max_seq, float *logits, int all_logits);
+                      int64_t start_pos, void *const *k_cache, void *const *v_cache,
+                      float *const *k_scale, float *const *v_scale, int64_t max_seq,
+                      float *logits, int all_logits);
 
 /* SLMKIT_CDEF_END */
 

@@ -134,3 +134,42 @@ def test_two_python_threads_share_one_model():
         t.join()
     for g, w in zip(got, want):
         assert rel(g, w) < 2e-4
+
+
+# ---- int8 KV cache ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", ["llama-gqa", "qwen2-bias", "interleaved-rope"])
+def test_int8_kv_cache_close_to_f32_and_same_on_every_kernel(config):
+    ckpt = random_checkpoint(seed=3, wtype="q8_0", **CONFIGS[config])
+    ids = np.random.default_rng(5).integers(3, 259, 40)
+    f32 = model_from_checkpoint(ckpt, "cpu", 2).logits(ids)
+    got = {}
+    for variant in VARIANTS:
+        nat.set_kernel(variant)
+        model = model_from_checkpoint(ckpt, "cpu", 2, kv_cache="int8")
+        got[variant] = model.logits(ids)
+        # decode steps over the int8 cache agree with the prefill
+        cache = model.arch.new_cache(64)
+        model.arch.forward(ids[:30], cache)
+        steps = np.stack([model.arch.forward([t], cache) for t in ids[30:]])
+        assert rel(steps, got[variant][30:]) < 1e-4
+    assert rel(got["generic"], f32) < 0.05, rel(got["generic"], f32)    # int8 rows: ~1% here
+    assert rel(got[VARIANTS[-1]], got["generic"]) < 2e-4   # a rounding step may flip
+
+
+def test_int8_kv_cache_needs_the_compiled_pass():
+    ckpt = random_checkpoint(seed=3)
+    with pytest.raises(ValueError, match="numpy backend has no 'int8'|backend has f32"):
+        model_from_checkpoint(ckpt, "numpy", kv_cache="int8")
+    with pytest.raises(ValueError, match="kv_cache='fp8'"):
+        model_from_checkpoint(ckpt, "cpu", kv_cache="fp8")
+
+
+def test_int8_kv_cache_quality_on_stories260k(stories_hf, tinystories_text):
+    """The cost of the int8 cache on a real model and real text, against the f32 cache."""
+    import slmkit
+    from slmkit.evaluate import evaluate
+    base, int8 = slmkit.load(stories_hf, threads=2), slmkit.load(stories_hf, threads=2, kv_cache="int8")
+    r = evaluate(int8, tinystories_text[:20000], base=base, ctx=256, max_tokens=2000)
+    print(f"int8 KV cache vs f32 on stories260K: {r}")
+    assert r.kl_mean < 0.005 and r.top1 >= 0.97

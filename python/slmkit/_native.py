@@ -276,13 +276,19 @@ class LlamaForward:
 
     @staticmethod
     def cache_pointers(layers):
-        """The float *[] arrays of per-layer K and V caches ([n_kv, max_seq, head_dim] float32)."""
-        for k, v in layers:
-            for a in (k, v):
-                if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
-                    raise TypeError("KV caches must be writable C-contiguous float32 arrays")
-        return (ffi.new("float *[]", [_ptr(k) for k, _ in layers]),
-                ffi.new("float *[]", [_ptr(v) for _, v in layers]))
+        """The pointer arrays of per-layer caches: (k, v) float32 [n_kv, max_seq, head_dim], or
+        (k, v) int8 of that shape with (k_scale, v_scale) float32 [n_kv, max_seq]."""
+        for layer in layers:
+            for a in layer:
+                if not a.flags.c_contiguous or not a.flags.writeable:
+                    raise TypeError("KV caches must be writable C-contiguous arrays")
+        parts = list(zip(*layers))
+        ptrs = [ffi.new("void *[]", [_ptr(a, "void *") for a in part]) for part in parts[:2]]
+        if len(parts) == 4:
+            ptrs += [ffi.new("float *[]", [_ptr(a) for a in part]) for part in parts[2:]]
+        else:
+            ptrs += [ffi.NULL, ffi.NULL]
+        return tuple(ptrs)
 
     def forward(self, ids: np.ndarray, start_pos: int, caches, max_seq: int, pool: Pool | None,
                 all_logits: bool) -> np.ndarray:
@@ -291,6 +297,6 @@ class LlamaForward:
         m = ids.shape[0]
         out = np.empty((m if all_logits else 1, self.vocab), dtype=np.float32)
         _check(lib.slm_llama_forward(self.ptr, _pool_ptr(pool), _ptr(ids, "int32_t *"), m,
-                                     start_pos, caches[0], caches[1], max_seq, _ptr(out),
+                                     start_pos, *caches, max_seq, _ptr(out),
                                      int(bool(all_logits))), "llama forward")
         return out if all_logits else out[0]

@@ -38,7 +38,7 @@ def load_tokenizer(path):
 
 
 def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None = None,
-                          tokenizer=None) -> Model:
+                          tokenizer=None, kv_cache: str = "f32") -> Model:
     from .models import ARCHITECTURES
     arch_cls = ARCHITECTURES.get(ckpt.config.architecture)
     if arch_cls is None:
@@ -56,10 +56,11 @@ def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None =
             tok = GGUFTokenizer.from_reader(reader, source=str(tok))
         else:
             tok = load_tokenizer(tok)
-    return Model(ckpt, arch_cls(ckpt, be), tok, be)
+    return Model(ckpt, arch_cls(ckpt, be, kv_cache=kv_cache), tok, be)
 
 
-def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None) -> Model:
+def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
+         kv_cache: str = "f32") -> Model:
     """Load a model for generation and scoring.
 
     path      a Hugging Face folder, an slmkit quantised folder, a .gguf or a llama2.c .bin, or
@@ -67,5 +68,7 @@ def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None)
     backend   "cpu" (C kernels) or "numpy" (float64 reference), or a plugin's backend
     threads   worker threads for the cpu backend (default: SLMKIT_THREADS or physical cores)
     tokenizer a Tokenizer or a path to one (default: the one beside or inside the model)
+    kv_cache  "f32", or "int8" (cpu backend: keys and values as int8 rows with a scale each,
+              a quarter of the memory and of the attention reads on long contexts)
     """
-    return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer)
+    return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer, kv_cache)

@@ -50,8 +50,14 @@ class Backend(ABC):
     def add_(self, x: np.ndarray, y: np.ndarray) -> None:
         """x += y."""
 
-    def new_kv_cache(self, n_kv_heads: int, max_seq: int, head_dim: int):
-        """(k_cache, v_cache) for one layer: [n_kv_heads, max_seq, head_dim] each."""
+    kv_caches = ("f32",)            # KV-cache kinds new_kv_cache makes
+
+    def new_kv_cache(self, n_kv_heads: int, max_seq: int, head_dim: int, kind: str = "f32"):
+        """The caches of one layer: (k_cache, v_cache), [n_kv_heads, max_seq, head_dim] each
+        in the backend's dtype ("f32" means: full precision)."""
+        if kind != "f32":
+            raise ValueError(f"the {self.name} backend has no {kind!r} KV cache; it has "
+                             f"{', '.join(self.kv_caches)}")
         shape = (n_kv_heads, max_seq, head_dim)
         return np.zeros(shape, dtype=self.dtype), np.zeros(shape, dtype=self.dtype)
 

@@ -95,6 +95,16 @@ class CpuBackend(Backend):
     def add_(self, x, y):
         _native.add_(x, y)
 
+    kv_caches = ("f32", "int8")
+
+    def new_kv_cache(self, n_kv_heads: int, max_seq: int, head_dim: int, kind: str = "f32"):
+        """f32: (k, v) float32; int8: (k, v) int8 rows and (k_scale, v_scale) [n_kv, max_seq]."""
+        if kind != "int8":
+            return super().new_kv_cache(n_kv_heads, max_seq, head_dim, kind)
+        shape = (n_kv_heads, max_seq, head_dim)
+        return (np.zeros(shape, np.int8), np.zeros(shape, np.int8),
+                np.zeros(shape[:2], np.float32), np.zeros(shape[:2], np.float32))
+
     def compile_llama(self, model):
         return CompiledLlama(model, self)
 
@@ -118,7 +128,8 @@ class CompiledLlama:
                       n_layers=cfg.num_hidden_layers, n_heads=cfg.num_attention_heads,
                       n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
                       vocab=cfg.vocab_size, norm_eps=cfg.rms_norm_eps, rope_base=cfg.rope_theta,
-                      rope_interleaved=int(cfg.rope_interleaved))
+                      rope_interleaved=int(cfg.rope_interleaved),
+                      kv_type=_native.Q8_0 if model.kv_cache == "int8" else _native.F32)
         self.native = _native.LlamaForward(config, weight(model.embed_tokens), model.norm,
                                            weight(model.lm_head), layers)
         self.pool = backend.pool

@@ -32,9 +32,13 @@ class KVCache:
 
 
 class LlamaModel:
-    def __init__(self, ckpt: Checkpoint, backend: Backend):
+    def __init__(self, ckpt: Checkpoint, backend: Backend, kv_cache: str = "f32"):
         self.config = cfg = ckpt.config
         self.backend = backend
+        if kv_cache not in backend.kv_caches:
+            raise ValueError(f"kv_cache={kv_cache!r}: the {backend.name} backend has "
+                             f"{', '.join(backend.kv_caches)}")
+        self.kv_cache = kv_cache
         check_shapes(ckpt)
         prep = backend.prepare
         name = "model.layers.{}.{}"
@@ -66,7 +70,8 @@ class LlamaModel:
     def new_cache(self, max_seq: int | None = None) -> KVCache:
         cfg = self.config
         max_seq = min(max_seq or cfg.max_position_embeddings, cfg.max_position_embeddings)
-        layers = [self.backend.new_kv_cache(cfg.num_key_value_heads, max_seq, cfg.head_dim)
+        layers = [self.backend.new_kv_cache(cfg.num_key_value_heads, max_seq, cfg.head_dim,
+                                            self.kv_cache)
                   for _ in range(cfg.num_hidden_layers)]
         return KVCache(layers, max_seq)
 
@@ -82,6 +87,9 @@ class LlamaModel:
         if start + m > cache.max_seq:
             raise ValueError(f"context overflow: {start} + {m} tokens exceed the context of "
                              f"{cache.max_seq}")
+        if self.kv_cache != "f32" and (self.compiled is None or observe is not None):
+            raise ValueError(f"a {self.kv_cache} KV cache runs only in the compiled forward "
+                             f"pass (cpu backend, no observer)")
         if self.compiled is not None and observe is None:
             self.check_ids(ids)
             logits = self.compiled.forward(ids, cache, all_logits)          # [m or 1, vocab]
