@@ -1,9 +1,9 @@
 """The whole forward pass in C (csrc/llama.c, used by the cpu backend) against the same model run
 op by op through the cpu backend's kernels, and against the numpy float64 backend.
 
-The compiled pass calls the very kernels the op-by-op path calls, on the same inputs, so the two
-agree to float rounding (in practice bit for bit); float64 numpy differs only by the int16
-activation rounding and float32 sums.
+The compiled pass calls the kernels the op-by-op path calls, but in other shapes (blocks of rows
+for attention and many-row gemms), so the two agree to float32 rounding of sums taken in other
+orders; float64 numpy differs by that and the int16 activation rounding.
 """
 import threading
 
@@ -67,7 +67,7 @@ def test_compiled_equals_op_by_op_and_float64(wtype, config, variant):
     ids, steps = rng.integers(3, 259, 9), rng.integers(3, 259, 4)
     a, b, c = run(fast, ids, steps), run(slow, ids, steps), run(ref, ids, steps)
     assert a.shape == (len(ids) + len(steps), 259)
-    assert rel(a, b) < 1e-6, rel(a, b)
+    assert rel(a, b) < 1e-4, rel(a, b)
     assert rel(a, c) < (2e-6 if wtype == "f32" else 2e-4), rel(a, c)
 
 
