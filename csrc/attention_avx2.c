@@ -86,32 +86,27 @@ AI __m256 load8_i8(const int8_t *q) {
 
 /* Kt[d*8 + t] = k[(p0 + t) * hd + d] for t < nk (zero for the rest of the block). */
 static void transpose_keys(const float *k, int64_t p0, int64_t nk, int64_t hd, float *kt) {
-    if (nk == KB) {
-        for (int64_t d = 0; d < hd; d += 8) {          /* 8x8 transposes */
-            __m256 r[8];
-            for (int t = 0; t < 8; t++) r[t] = _mm256_loadu_ps(k + (p0 + t) * hd + d);
-            __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
-            __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
-            __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
-            __m256 a6 = _mm256_unpacklo_ps(r[6], r[7]), a7 = _mm256_unpackhi_ps(r[6], r[7]);
-            __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
-            __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
-            __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
-            __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
-            float *o = kt + d * KB;
-            _mm256_storeu_ps(o + 0 * KB, _mm256_permute2f128_ps(b0, b4, 0x20));
-            _mm256_storeu_ps(o + 1 * KB, _mm256_permute2f128_ps(b1, b5, 0x20));
-            _mm256_storeu_ps(o + 2 * KB, _mm256_permute2f128_ps(b2, b6, 0x20));
-            _mm256_storeu_ps(o + 3 * KB, _mm256_permute2f128_ps(b3, b7, 0x20));
-            _mm256_storeu_ps(o + 4 * KB, _mm256_permute2f128_ps(b0, b4, 0x31));
-            _mm256_storeu_ps(o + 5 * KB, _mm256_permute2f128_ps(b1, b5, 0x31));
-            _mm256_storeu_ps(o + 6 * KB, _mm256_permute2f128_ps(b2, b6, 0x31));
-            _mm256_storeu_ps(o + 7 * KB, _mm256_permute2f128_ps(b3, b7, 0x31));
-        }
-        return;
+    for (int64_t d = 0; d < hd; d += 8) {              /* 8x8 transposes */
+        __m256 r[8];
+        for (int t = 0; t < 8; t++) r[t] = t < nk ? _mm256_loadu_ps(k + (p0 + t) * hd + d) : _mm256_setzero_ps();
+        __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
+        __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
+        __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
+        __m256 a6 = _mm256_unpacklo_ps(r[6], r[7]), a7 = _mm256_unpackhi_ps(r[6], r[7]);
+        __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+        __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+        __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+        __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+        float *o = kt + d * KB;
+        _mm256_storeu_ps(o + 0 * KB, _mm256_permute2f128_ps(b0, b4, 0x20));
+        _mm256_storeu_ps(o + 1 * KB, _mm256_permute2f128_ps(b1, b5, 0x20));
+        _mm256_storeu_ps(o + 2 * KB, _mm256_permute2f128_ps(b2, b6, 0x20));
+        _mm256_storeu_ps(o + 3 * KB, _mm256_permute2f128_ps(b3, b7, 0x20));
+        _mm256_storeu_ps(o + 4 * KB, _mm256_permute2f128_ps(b0, b4, 0x31));
+        _mm256_storeu_ps(o + 5 * KB, _mm256_permute2f128_ps(b1, b5, 0x31));
+        _mm256_storeu_ps(o + 6 * KB, _mm256_permute2f128_ps(b2, b6, 0x31));
+        _mm256_storeu_ps(o + 7 * KB, _mm256_permute2f128_ps(b3, b7, 0x31));
     }
-    for (int64_t d = 0; d < hd; d++)
-        for (int t = 0; t < KB; t++) kt[d * KB + t] = t < nk ? k[(p0 + t) * hd + d] : 0.0f;
 }
 
 /* Scores of up to QB queries (rows of qs, hd floats each) against 8 transposed keys. */
