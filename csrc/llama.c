@@ -209,6 +209,15 @@ static void step_end(walker *w, int64_t n) {
 
 #define FOR_UNITS(w, n, u) for (int64_t u; (u = claim(w, n)) >= 0; unit_done(w))
 
+/* Rows r0 .. r1-1 of a step input (see step_input) into buf. */
+static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int64_t rows,
+                       int64_t k, const float *norm_w, int need_q, int64_t r0, int64_t r1) {
+    const float *fl = norm_w ? buf->f : src;
+    if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
+    if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+    if (need_q && rows >= SLM_INTERLEAVE_ROWS) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
+}
+
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
  * and (when need_q) as int16 blocks. See the banner for who makes it. */
 static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
@@ -217,22 +226,18 @@ static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
     slm_llama *md = f->md;
     int own = rows <= PRIVATE_ROWS;
     slm_act_buf *buf = own ? &md->own[w->ith] : &md->in;
-    const float *fl = norm_w ? buf->f : src;
-    if (norm_w || need_q) {
-        int64_t units = own ? 1 : (rows + INPUT_ROWS - 1) / INPUT_ROWS;
-        for (int64_t u = 0; u < units; u++) {
-            if (!own && (u = claim(w, units)) < 0) break;
-            int64_t r0 = own ? 0 : u * INPUT_ROWS, r1 = own ? rows : r0 + INPUT_ROWS;
-            if (r1 > rows) r1 = rows;
-            if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, md->cfg.norm_eps);
-            if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
-            if (need_q && rows >= SLM_INTERLEAVE_ROWS) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
-            if (!own) unit_done(w);
+    if (own) {
+        input_rows(f, src, buf, rows, k, norm_w, need_q, 0, rows);
+    } else if (norm_w || need_q) {
+        int64_t units = (rows + INPUT_ROWS - 1) / INPUT_ROWS;
+        FOR_UNITS(w, units, u) {
+            int64_t r0 = u * INPUT_ROWS, r1 = r0 + INPUT_ROWS < rows ? r0 + INPUT_ROWS : rows;
+            input_rows(f, src, buf, rows, k, norm_w, need_q, r0, r1);
         }
-        if (!own) step_end(w, units);
+        step_end(w, units);
     }
     slm_act a = slm_act_view(buf, k, need_q && rows >= SLM_INTERLEAVE_ROWS);
-    a.f = fl;
+    a.f = norm_w ? buf->f : src;
     return a;
 }
 
