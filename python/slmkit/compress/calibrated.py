@@ -61,7 +61,7 @@ class Plan:
         return "q8_0" if name in self.int8 else self.wtype
 
 
-def measure_sensitivity(model, sequences, wtype: str, group: int) -> dict[str, float]:
+def measure_sensitivity(model, sequences, wtype: str, group: int, progress=None) -> dict[str, float]:
     """Per linear tensor: the relative output error (over the calibration set) when only that
     tensor is rounded to `wtype` — measured on the float model, layer by layer."""
     sens: dict[str, float] = {}
@@ -73,19 +73,20 @@ def measure_sensitivity(model, sequences, wtype: str, group: int) -> dict[str, f
             sens[ctx.names[sub]] = relative_error(w, awq_mod.rtn_values(w, wtype, group), h)
         return {}
 
-    layerwise(model, sequences, measure)
+    layerwise(model, sequences, measure, progress)
     return sens
 
 
 def choose_int8(sensitivity: dict[str, float], ckpt: Checkpoint, fraction: float) -> list[str]:
-    """The most sensitive tensors, up to `fraction` of the linear-layer parameters."""
+    """The most sensitive tensors, most sensitive first, that fit in `fraction` of the
+    linear-layer parameters (one too large for what is left is passed over)."""
     if not 0 <= fraction <= 1:
         raise ValueError(f"mixed-precision fraction must be in [0, 1], got {fraction}")
     total = sum(ckpt.tensors[n].numel for n in sensitivity)
     chosen, used = [], 0
     for name in sorted(sensitivity, key=sensitivity.get, reverse=True):
         if used + ckpt.tensors[name].numel > fraction * total:
-            break
+            continue
         chosen.append(name)
         used += ckpt.tensors[name].numel
     return chosen
@@ -100,7 +101,7 @@ class CalibratedQuantizer(Technique):
               keep=None, calib=None, calib_text: str | None = None, calib_tokens: int = 8192,
               seq_len: int = 512, act_order: bool = False, mixed: float | None = None,
               damp: float = 0.01, clip_search: bool = True, threads: int | None = None,
-              chat_template: bool = True, **_) -> Checkpoint:
+              chat_template: bool = True, progress=None, **_) -> Checkpoint:
         from ..loading import model_from_checkpoint
         t0 = time.perf_counter()
         check_group(group)
@@ -121,7 +122,7 @@ class CalibratedQuantizer(Technique):
             info["calibration_tokens"] = sum(len(s) for s in sequences)
         int8 = []
         if mixed:
-            sens = measure_sensitivity(model, sequences, wtype, group)
+            sens = measure_sensitivity(model, sequences, wtype, group, progress)
             int8 = choose_int8(sens, ckpt, mixed)
             info["mixed_fraction"] = mixed
             info["int8_tensors"] = int8
@@ -130,7 +131,8 @@ class CalibratedQuantizer(Technique):
                 int8.append("lm_head.weight")
         plan = Plan(ckpt, wtype, keep, int8)
         rewritten = self.quantize_layers(base, ckpt, model, sequences, plan, group, info,
-                                         act_order=act_order, damp=damp, clip_search=clip_search)
+                                         act_order=act_order, damp=damp, clip_search=clip_search,
+                                         progress=progress)
         # tensors outside the decoder layers (an untied output head): round-to-nearest
         for name in plan.names:
             if not name.startswith("model.layers.") and plan.wtype_of(name):
@@ -178,7 +180,7 @@ class GPTQ(CalibratedQuantizer):
     description = "GPTQ: Hessian-aware rounding from calibration activations (int4/int8 blocks)"
 
     def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, act_order=False,
-                        damp=0.01, **_):
+                        damp=0.01, progress=None, **_):
         damping = []
 
         def rewrite(ctx: LayerContext):
@@ -196,7 +198,8 @@ class GPTQ(CalibratedQuantizer):
             return out
 
         rewritten = {}
-        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)))
+        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)),
+                              progress)
         log.info("GPTQ %s", report)
         info.update(act_order=act_order, damp=damp, max_damp_used=max(damping, default=damp),
                     calibration_seconds=round(report.seconds, 2))
@@ -207,7 +210,8 @@ class AWQ(CalibratedQuantizer):
     name = "awq"
     description = "AWQ: activation-aware per-channel scales folded into the preceding op, then rounding"
 
-    def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, clip_search=True, **_):
+    def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, clip_search=True,
+                        progress=None, **_):
         cfg = base.config
         alphas = []
 
@@ -252,7 +256,8 @@ class AWQ(CalibratedQuantizer):
             return out
 
         rewritten = {}
-        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)))
+        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)),
+                              progress)
         log.info("AWQ %s", report)
         info.update(clip_search=clip_search, alpha_mean=round(float(np.mean(alphas)), 3) if alphas else None,
                     calibration_seconds=round(report.seconds, 2))

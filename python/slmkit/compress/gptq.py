@@ -17,6 +17,7 @@ from .groups import GroupParams, codes_for, params_for
 log = logging.getLogger("slmkit.compress")
 
 MAX_DAMP_TRIES = 8
+FIRST_DAMP = 1e-4     # where damping starts growing when the caller asked for none
 
 
 def inverse_hessian_factor(h: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
@@ -36,8 +37,9 @@ def inverse_hessian_factor(h: np.ndarray, damp: float) -> tuple[np.ndarray, floa
                 return upper, damp
         except np.linalg.LinAlgError:
             pass
-        log.info("GPTQ: Hessian not positive definite with damping %.3g; trying %.3g", damp, damp * 10)
-        damp *= 10
+        grown = damp * 10 if damp > 0 else FIRST_DAMP     # growing from zero needs a start
+        log.info("GPTQ: Hessian not positive definite with damping %.3g; trying %.3g", damp, grown)
+        damp = grown
     raise np.linalg.LinAlgError(f"GPTQ: the Hessian stays singular even with damping {damp / 10:.3g}")
 
 

@@ -393,3 +393,23 @@ def write_gguf(ckpt: Checkpoint, out_path, tokenizer_from=None, name: str | None
         writer.write_tensors_to_file()
         writer.close()
     return out_path
+
+
+def write_gguf_vocab(source_gguf, out_path) -> Path:
+    """A vocabulary-only GGUF (no tensors): the tokenizer.* keys of source_gguf copied as they
+    are, the way llama.cpp ships its vocab files. slmkit's folders of models read from GGUF keep
+    their tokenizer this way (tokenizer.gguf)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(source_gguf), "r")
+    arch = reader.fields.get("general.architecture")
+    arch = bytes(arch.parts[arch.data[0]]).decode("utf-8") if arch is not None else "llama"
+    with atomic_output_file(out_path) as tmp:
+        writer = _fast_writer_class()(str(tmp), arch)
+        for key, value, vtype, sub in _copy_gguf_tokenizer_keys(reader):
+            writer.add_key_value(key, value, vtype, sub)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return Path(out_path)

@@ -188,3 +188,6 @@ def _copy_tokenizer_files(src, dst: Path) -> None:
                 shutil.copy2(src / name, dst / name)
     elif src.is_file() and src.suffix == ".bin":   # llama2.c tokenizer
         shutil.copy2(src, dst / "tokenizer.bin")
+    elif src.is_file() and src.suffix == ".gguf":  # the vocabulary of a GGUF model, without weights
+        from .gguf_write import write_gguf_vocab
+        write_gguf_vocab(src, dst / "tokenizer.gguf")
