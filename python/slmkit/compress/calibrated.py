@@ -18,7 +18,7 @@ from .base import LINEAR_PATTERN, Technique, matches_any
 from .calibrate import (CalibrationError, LayerContext, calibration_sequences, layerwise,
                         peak_rss_mb, read_calibration_text)
 from .groups import check_group, effective_bits, pack, quantize_tensor
-from .gptq import gptq
+from .gptq import gptq, prepare_hessian
 
 log = logging.getLogger("slmkit.compress")
 
@@ -184,15 +184,18 @@ class GPTQ(CalibratedQuantizer):
         damping = []
 
         def rewrite(ctx: LayerContext):
-            out = {}
+            out, prepared = {}, {}
             for sub in LINEARS:
                 name = ctx.names[sub]
                 wtype = plan.wtype_of(name)
                 if wtype is None:
                     continue
                 g = 32 if wtype == "q8_0" else group
-                codes, params, used = gptq(ctx.weights[sub], ctx.stats[sub].hessian, wtype, g,
-                                           act_order=act_order, damp=damp)
+                stats = ctx.stats[sub]        # one object for the linears sharing an input
+                if id(stats) not in prepared:
+                    prepared[id(stats)] = prepare_hessian(stats.hessian, act_order, damp)
+                codes, params, used = gptq(ctx.weights[sub], None, wtype, g,
+                                           prepared=prepared[id(stats)])
                 damping.append(used)
                 out[name] = pack(name, codes, params)
             return out
@@ -206,47 +209,56 @@ class GPTQ(CalibratedQuantizer):
         return rewritten
 
 
+# AWQ's scale groups: key (see awq.fold_scales) -> the linears sharing that input. In search
+# order: o before q/k/v (folding o's scale changes v rows), down before gate/up (changes up rows).
+AWQ_GROUPS = (("o", ("self_attn.o_proj",)), ("q", LINEARS[:3]), ("down", ("mlp.down_proj",)),
+              ("gate", LINEARS[4:6]))
+AWQ_KEY_OF = {sub: key for key, subs in AWQ_GROUPS for sub in subs}
+
+
+def awq_scale_layer(ctx: LayerContext, wtype_of, group: int) -> tuple[dict, dict, list[float]]:
+    """Search AWQ scales for one layer and fold them into a copy of its float weights.
+    wtype_of(tensor name) gives each linear's format (None: kept as it is, not searched for).
+    Returns the folded weights (by short name), the scales by key, and the alphas chosen.
+    The folded float layer computes what the original did."""
+    cfg = ctx.config
+    wts = {k: v.copy() for k, v in ctx.weights.items()}
+    scales, alphas = {}, []
+    for key, subs in AWQ_GROUPS:
+        quantised = [s for s in subs if wtype_of(ctx.names[s])]
+        if not quantised:
+            continue
+        stats = ctx.stats[subs[0]]
+        x = stats.mean_abs
+        if key == "o":
+            x = awq_mod.tie_heads(x, cfg.num_attention_heads, cfg.num_key_value_heads)
+        wtype = wtype_of(ctx.names[quantised[0]])
+        s, alpha, _err, _base = awq_mod.search_scale([wts[q] for q in quantised], x, stats.hessian,
+                                                     wtype, 32 if wtype == "q8_0" else group)
+        alphas.append(alpha)
+        scales[key] = s
+        awq_mod.fold_scales(wts, {key: s}, cfg.num_attention_heads, cfg.num_key_value_heads)
+    return wts, scales, alphas
+
+
 class AWQ(CalibratedQuantizer):
     name = "awq"
     description = "AWQ: activation-aware per-channel scales folded into the preceding op, then rounding"
 
     def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, clip_search=True,
                         progress=None, **_):
-        cfg = base.config
         alphas = []
 
         def rewrite(ctx: LayerContext):
-            wts = {k: v.copy() for k, v in ctx.weights.items()}
-            st = ctx.stats
-            scales = {}
-
-            def wt(sub):
-                return plan.wtype_of(ctx.names[sub]) or "q8_0"
-
-            # o first (changes v rows), then q/k/v; down first (changes up rows), then gate/up
-            for key, subs in (("o", ("self_attn.o_proj",)), ("q", LINEARS[:3]),
-                              ("down", ("mlp.down_proj",)), ("gate", ("mlp.gate_proj", "mlp.up_proj"))):
-                quantised = [s for s in subs if plan.wtype_of(ctx.names[s])]
-                if not quantised:
-                    continue
-                x = st[subs[0]].mean_abs
-                if key == "o":
-                    x = awq_mod.tie_heads(x, cfg.num_attention_heads, cfg.num_key_value_heads)
-                g = 32 if wt(quantised[0]) == "q8_0" else group
-                s, alpha, _err, _base = awq_mod.search_scale([wts[q] for q in quantised], x,
-                                                             st[subs[0]].hessian, wt(quantised[0]), g)
-                alphas.append(alpha)
-                scales[key] = s
-                awq_mod.fold_scales(wts, {key: s}, cfg.num_attention_heads, cfg.num_key_value_heads)
+            wts, scales, chosen = awq_scale_layer(ctx, plan.wtype_of, group)
+            alphas.extend(chosen)
             out = {}
             for sub, name in ctx.names.items():
                 if sub in LINEARS and plan.wtype_of(name):
-                    key = next(k for k, subs in (("o", ("self_attn.o_proj",)), ("q", LINEARS[:3]),
-                                                  ("down", ("mlp.down_proj",)),
-                                                  ("gate", LINEARS[4:6])) if sub in subs)
-                    h = st[sub].hessian
-                    if key in scales:      # the Gram matrix of the scaled input x / s
-                        inv = 1.0 / scales[key].astype(np.float64)
+                    h = ctx.stats[sub].hessian
+                    s = scales.get(AWQ_KEY_OF[sub])
+                    if s is not None:       # the Gram matrix of the scaled input x / s
+                        inv = 1.0 / s.astype(np.float64)
                         h = h * inv[:, None] * inv[None, :]
                     out[name] = quantize_weight(name, wts[sub], plan.wtype_of(name), group,
                                                 h.astype(np.float32), clip_search)
