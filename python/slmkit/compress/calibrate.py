@@ -52,12 +52,14 @@ def read_calibration_text(paths) -> str:
     return text
 
 
+def has_chat_template(model) -> bool:
+    return hasattr(model, "apply_chat_template") and bool(getattr(model.tokenizer, "chat_template", None))
+
+
 def templated(model, text: str) -> str:
-    """The text as the model sees it in use: through its chat template where it has one.
-    Each paragraph becomes one assistant turn of a conversation; without a template, plain text."""
-    apply = getattr(model, "apply_chat_template", None)
-    if apply is None or not getattr(model.tokenizer, "chat_template", None):
-        return text
+    """The text as the model sees it in use, through its chat template: each paragraph becomes
+    one assistant turn of a conversation."""
+    apply = model.apply_chat_template
     paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
     turns = []
     for p in paragraphs:
@@ -70,9 +72,15 @@ def calibration_sequences(model, text: str, n_tokens: int = 8192, seq_len: int =
     """Token sequences of seq_len (BOS first where the tokenizer has one) covering up to n_tokens
     of text. No padding is ever used, so a tokenizer without a pad token is fine. With fewer
     tokens than one sequence, one shorter sequence is used (at least MIN_SEQ_TOKENS)."""
-    if chat_template:
-        text = templated(model, text)
-    ids = model.tokenizer.encode(text, add_bos=False)
+    use_template = chat_template and has_chat_template(model)
+    limit = n_tokens * 8                   # characters: a long file is only read as far as needed
+    while True:
+        part = templated(model, text[:limit]) if use_template else text[:limit]
+        # the template's markers are control tokens, as in use
+        ids = model.tokenizer.encode(part, add_bos=False, parse_special=use_template)
+        if len(ids) >= n_tokens or limit >= len(text):
+            break
+        limit *= 2
     if not ids:
         raise CalibrationError("calibration text encodes to no tokens")
     seq_len = min(seq_len, model.config.max_position_embeddings)
