@@ -22,6 +22,8 @@ def compress(ckpt: Checkpoint, bits: int = 8, group: int = 32, method: str = "rt
     technique = get_technique(method)
     calibrated = bool(getattr(technique, "needs_calibration", False))
     has_calib = calib is not None or calib_text is not None
+    if mixed is not None and not 0 <= mixed <= 1:
+        raise ValueError(f"mixed-precision fraction must be in [0, 1], got {mixed}")
     if act_order and method != "gptq":
         raise ValueError(f"act-order is a GPTQ option; method {method!r} has no use for it")
     if (calibrated or mixed) and not has_calib:
