@@ -11,13 +11,15 @@ from .plugins import get_technique
 
 
 def compress(ckpt: Checkpoint, bits: int = 8, group: int = 32, method: str = "rtn",
-             scheme: str | None = None, keep=None, calib=None, calib_text: str | None = None,
+             scheme: str | None = None, keep=None, calib=None,
+             calib_text: str | list[str] | None = None,
              calib_tokens: int = 8192, mixed: float | None = None, act_order: bool = False,
              progress=None, **options) -> Checkpoint:
-    """A compressed copy of ckpt. calib: calibration text file(s) (or calib_text: the text), used
-    by gptq, awq and mixed precision; mixed: the fraction of linear-layer weights kept at int8,
-    chosen by measured sensitivity; keep: patterns of tensors left as they are; act_order: GPTQ
-    visits columns by decreasing Hessian diagonal; progress(done, total) follows the layers."""
+    """A compressed copy of ckpt. calib: calibration text file(s), each giving an equal share of
+    calib_tokens (or calib_text: the text, or a list of texts), used by gptq, awq and mixed
+    precision; mixed: the fraction of linear-layer weights kept at int8, chosen by measured
+    sensitivity; keep: patterns of tensors left as they are; act_order: GPTQ visits columns by
+    decreasing Hessian diagonal; progress(done, total) follows the layers."""
     from .compress.calibrate import CalibrationError
     technique = get_technique(method)
     calibrated = bool(getattr(technique, "needs_calibration", False))

@@ -72,7 +72,7 @@ def parse_variant(spec: str) -> Variant:
     return Variant(spec, method, options)
 
 
-def build(variant: Variant, source: Checkpoint, calib_text: str | None = None,
+def build(variant: Variant, source: Checkpoint, calib_text: str | list[str] | None = None,
           calib_tokens: int = 8192, progress=None, threads: int | None = None) -> Checkpoint:
     """The variant's checkpoint, made from source."""
     if variant.path is not None:

@@ -73,7 +73,7 @@ def measure_sensitivity(model, sequences, wtype: str, group: int, progress=None)
             sens[ctx.names[sub]] = relative_error(w, awq_mod.rtn_values(w, wtype, group), h)
         return {}
 
-    layerwise(model, sequences, measure, progress)
+    layerwise(model, sequences, measure, progress, sequential=False)
     return sens
 
 
@@ -98,7 +98,7 @@ class CalibratedQuantizer(Technique):
     needs_calibration = True
 
     def apply(self, ckpt: Checkpoint, bits: int = 4, group: int = 128, scheme: str | None = None,
-              keep=None, calib=None, calib_text: str | None = None, calib_tokens: int = 8192,
+              keep=None, calib=None, calib_text: str | list[str] | None = None, calib_tokens: int = 8192,
               seq_len: int = 512, act_order: bool = False, mixed: float | None = None,
               damp: float = 0.01, clip_search: bool = True, threads: int | None = None,
               chat_template: bool = True, progress=None, **_) -> Checkpoint:
@@ -268,8 +268,10 @@ class AWQ(CalibratedQuantizer):
             return out
 
         rewritten = {}
+        # as AutoAWQ: each layer's inputs are the float model's (the folded scales leave the
+        # float function as it was), so one pass per layer
         _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)),
-                              progress)
+                              progress, sequential=False)
         log.info("AWQ %s", report)
         info.update(clip_search=clip_search, alpha_mean=round(float(np.mean(alphas)), 3) if alphas else None,
                     calibration_seconds=round(report.seconds, 2))
