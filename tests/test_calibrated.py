@@ -162,3 +162,30 @@ def test_calibration_goes_through_the_chat_template():
     assert text.startswith("<|user|>\n<|assistant|>Once upon a time")
     plain = calibration_sequences(model, TEXT, 400, 128, chat_template=False)
     assert Templated().decode(plain[0]).startswith("Once upon a time")
+
+
+# ---- folders quantised from a GGUF ------------------------------------------------------------
+
+def test_vocabulary_only_gguf_keeps_the_tokenizer(tmp_path):
+    from slmkit.formats.gguf_write import write_gguf_vocab
+    from slmkit.tokenizers.gguf_vocab import GGUFTokenizer
+    from utils import shared_path
+    source = shared_path("tokenizers", "vectors", "ggml-vocab-gpt-2.gguf")
+    copy = write_gguf_vocab(source, tmp_path / "tokenizer.gguf")
+    a, b = GGUFTokenizer.from_file(source), GGUFTokenizer.from_file(copy)
+    text = "Hello world! Ünïcödé, numbers 12345 and   spaces."
+    assert b.encode(text) == a.encode(text) and b.vocab_size == a.vocab_size
+
+
+def test_smollm2_folder_reloads_with_its_tokenizer(smollm2_path, tmp_path):
+    """A GGUF model's folder keeps the vocabulary (and chat template) as tokenizer.gguf, and
+    gives the logits of the in-memory checkpoint bit for bit."""
+    from slmkit.loading import read_checkpoint
+    ckpt = read_checkpoint(smollm2_path)
+    out = compress(ckpt, bits=8)
+    write_hf(out, tmp_path / "q8")
+    original, reloaded = slmkit.load(smollm2_path), slmkit.load(tmp_path / "q8")
+    assert reloaded.tokenizer.chat_template == original.tokenizer.chat_template
+    ids = original.encode("The capital of France is")
+    assert reloaded.encode("The capital of France is") == ids
+    assert np.array_equal(reloaded.logits(ids), model_from_checkpoint(out, "cpu").logits(ids))
