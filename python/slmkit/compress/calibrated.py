@@ -233,8 +233,12 @@ def awq_scale_layer(ctx: LayerContext, wtype_of, group: int) -> tuple[dict, dict
         if key == "o":
             x = awq_mod.tie_heads(x, cfg.num_attention_heads, cfg.num_key_value_heads)
         wtype = wtype_of(ctx.names[quantised[0]])
+        g = 32 if wtype == "q8_0" else group
+        salience = awq_mod.weight_salience([wts[q] for q in quantised], g)
+        if key == "o":
+            salience = awq_mod.tie_heads(salience, cfg.num_attention_heads, cfg.num_key_value_heads)
         s, alpha, _err, _base = awq_mod.search_scale([wts[q] for q in quantised], x, stats.hessian,
-                                                     wtype, 32 if wtype == "q8_0" else group)
+                                                     wtype, g, salience=salience)
         alphas.append(alpha)
         scales[key] = s
         awq_mod.fold_scales(wts, {key: s}, cfg.num_attention_heads, cfg.num_key_value_heads)
