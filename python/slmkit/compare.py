@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import Checkpoint
+from .compress.base import LINEAR_PATTERN
 from .evaluate import EvalResult, evaluate_many, read_text
 from .formats.atomic import atomic_output_file
 from .variants import BASELINE, Variant, build, parse_variant
 
 DEFAULT_VARIANTS = ("f32", "rtn8", "rtn4-g32", "rtn4-g128", "gptq4-g128", "awq4-g128",
                     "gptq4-g128-mixed0.25")
-LINEAR_SUFFIXES = ("_proj.weight", "lm_head.weight")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Row:
 
 
 def linear_bits(ckpt: Checkpoint) -> float:
-    linear = [t for n, t in ckpt.tensors.items() if n.endswith(LINEAR_SUFFIXES)]
+    linear = [t for n, t in ckpt.tensors.items() if LINEAR_PATTERN.search(n)]
     return 8 * sum(t.nbytes for t in linear) / max(sum(t.numel for t in linear), 1)
 
 
