@@ -59,17 +59,24 @@ def weight_salience(weights: list[np.ndarray], group: int) -> np.ndarray:
     return (a / (np.repeat(group_max, np.diff(np.append(starts, k)), axis=1) + 1e-6)).mean(axis=0)
 
 
-def search_scale(weights: list[np.ndarray], mean_abs: np.ndarray, h: np.ndarray, wtype: str,
-                 group: int, grid: int = ALPHA_GRID, salience: np.ndarray | None = None
+def search_scale(weights: list[np.ndarray], mean_abs: np.ndarray, h: np.ndarray, wtype,
+                 group, grid: int = ALPHA_GRID, salience: np.ndarray | None = None
                  ) -> tuple[np.ndarray, float, float, float]:
     """The per-input-channel scale s minimising the summed output error of the linears sharing
     this input, over s = x^alpha and, given the weights' salience w, s = x^alpha / w^(1-alpha)
-    (AutoAWQ's duo scaling). Returns s, the chosen alpha, its error, and the error without
-    scaling."""
+    (AutoAWQ's duo scaling). wtype and group: one for all weights, or a list (mixed precision).
+    Returns s, the chosen alpha, its error, and the error without scaling."""
     h = np.asarray(h, np.float32)
     x = np.maximum(np.asarray(mean_abs, np.float64), 1e-8)
-    base_err = sum(output_error(w, rtn_values(w, wtype, group), h) for w in weights)
-    best = (np.ones_like(x, dtype=np.float32), 0.0, base_err)
+    wtypes = wtype if isinstance(wtype, (list, tuple)) else [wtype] * len(weights)
+    groups = group if isinstance(group, (list, tuple)) else [group] * len(weights)
+    formats = list(zip(weights, wtypes, groups))
+
+    def error(s):
+        return sum(output_error(w, rtn_values(w * s, t, g) / s, h) for w, t, g in formats)
+
+    base_err = error(np.ones(x.shape, np.float32))
+    best = (np.ones(x.shape, np.float32), 0.0, base_err)
     families = [lambda a: x ** a]
     if salience is not None:
         families.append(lambda a: x ** a / (np.asarray(salience, np.float64) ** (1 - a) + 1e-4))
@@ -77,7 +84,7 @@ def search_scale(weights: list[np.ndarray], mean_abs: np.ndarray, h: np.ndarray,
         for alpha in np.arange(1, grid) / grid:
             s = np.maximum(family(alpha), 1e-4)
             s = (s / np.sqrt(s.max() * s.min())).astype(np.float32)
-            err = sum(output_error(w, rtn_values(w * s, wtype, group) / s, h) for w in weights)
+            err = error(s)
             if err < best[2]:
                 best = (s, float(alpha), err)
     return best[0], best[1], best[2], base_err

@@ -98,10 +98,11 @@ class CalibratedQuantizer(Technique):
     needs_calibration = True
 
     def apply(self, ckpt: Checkpoint, bits: int = 4, group: int = 128, scheme: str | None = None,
-              keep=None, calib=None, calib_text: str | list[str] | None = None, calib_tokens: int = 8192,
-              seq_len: int = 512, act_order: bool = False, mixed: float | None = None,
-              damp: float = 0.01, clip_search: bool = True, threads: int | None = None,
-              chat_template: bool = True, progress=None, **_) -> Checkpoint:
+              keep=None, calib=None, calib_text: str | list[str] | None = None,
+              calib_tokens: int = 8192, seq_len: int = 512, act_order: bool = False,
+              mixed: float | None = None, damp: float = 0.01, clip_search: bool = True,
+              threads: int | None = None, chat_template: bool = True, progress=None,
+              **_) -> Checkpoint:
         from ..loading import model_from_checkpoint
         t0 = time.perf_counter()
         check_group(group)
@@ -232,13 +233,13 @@ def awq_scale_layer(ctx: LayerContext, wtype_of, group: int) -> tuple[dict, dict
         x = stats.mean_abs
         if key == "o":
             x = awq_mod.tie_heads(x, cfg.num_attention_heads, cfg.num_key_value_heads)
-        wtype = wtype_of(ctx.names[quantised[0]])
-        g = 32 if wtype == "q8_0" else group
-        salience = awq_mod.weight_salience([wts[q] for q in quantised], g)
+        wtypes = [wtype_of(ctx.names[q]) for q in quantised]     # int8 ones in mixed precision
+        groups = [32 if t == "q8_0" else group for t in wtypes]
+        salience = awq_mod.weight_salience([wts[q] for q in quantised], min(groups))
         if key == "o":
             salience = awq_mod.tie_heads(salience, cfg.num_attention_heads, cfg.num_key_value_heads)
         s, alpha, _err, _base = awq_mod.search_scale([wts[q] for q in quantised], x, stats.hessian,
-                                                     wtype, g, salience=salience)
+                                                     wtypes, groups, salience=salience)
         alphas.append(alpha)
         scales[key] = s
         awq_mod.fold_scales(wts, {key: s}, cfg.num_attention_heads, cfg.num_key_value_heads)
