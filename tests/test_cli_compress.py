@@ -61,6 +61,8 @@ def test_compare_writes_the_table_without_the_plot_extra(stories_hf, texts, tmp_
     assert rtn8["size"] < f32["size"] / 2 and rtn8["linear_bits"] == pytest.approx(8.5, abs=0.5)
     assert record["rows"][2]["size"] == record["rows"][3]["size"]        # same format, same size
     assert (out / "compare.md").read_text() in captured.out
+    from slmkit.compare import Comparison
+    assert Comparison.from_dict(record).markdown() == (out / "compare.md").read_text()
 
 
 @pytest.mark.skipif(not plotting_available(), reason="matplotlib (the [plot] extra) not installed")

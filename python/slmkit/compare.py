@@ -69,6 +69,14 @@ class Comparison:
                             "ppl": a.ppl, "rtn_ppl": b.ppl, "ppl_change": a.ppl - b.ppl})
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Comparison":
+        """A comparison read back from its compare.json (to re-plot or re-tabulate it)."""
+        rows = [Row(parse_variant(r["variant"]), r["size"], r["linear_bits"], r["seconds"],
+                    {t: EvalResult(**res) for t, res in r["results"].items()}) for r in d["rows"]]
+        return cls(d["model"], d["texts"], d["ctx"], d["max_tokens"], d["calib"], d["calib_tokens"],
+                   rows)
+
     def to_dict(self) -> dict:
         return {"model": self.model, "texts": self.texts, "ctx": self.ctx,
                 "max_tokens": self.max_tokens, "calib": self.calib, "calib_tokens": self.calib_tokens,
