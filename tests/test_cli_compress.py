@@ -63,6 +63,10 @@ def test_compare_writes_the_table_without_the_plot_extra(stories_hf, texts, tmp_
     assert (out / "compare.md").read_text() in captured.out
     from slmkit.compare import Comparison
     assert Comparison.from_dict(record).markdown() == (out / "compare.md").read_text()
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "compare.md").stat().st_mode & 0o777 == 0o666 & ~umask    # not mkstemp's 0600
 
 
 @pytest.mark.skipif(not plotting_available(), reason="matplotlib (the [plot] extra) not installed")
