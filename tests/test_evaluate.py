@@ -71,3 +71,10 @@ def test_models_given_as_paths(stories_hf):
     import slmkit
     r = slmkit.evaluate(str(stories_hf), "Once upon a time there was a cat. " * 20, ctx=64)
     assert r.tokens > 0 and r.kl_mean is None
+
+
+def test_base_with_another_vocabulary_is_refused():
+    m = model_from_checkpoint(random_checkpoint(seed=1), "numpy")
+    other = model_from_checkpoint(random_checkpoint(seed=2, vocab_size=300), "numpy")
+    with pytest.raises(ValueError, match="vocabularies differ"):
+        evaluate(m, text="the quick brown fox jumps over the lazy dog " * 4, base=other, ctx=32)

@@ -87,6 +87,10 @@ def evaluate_many(models, text: str | None = None, base=None, ctx: int = 512,
     if not models:
         raise ValueError("evaluate: no model to evaluate")
     tokenizer = models[0].tokenizer
+    vocabs = {m.config.vocab_size for m in models + ([base] if base else [])}
+    if len(vocabs) > 1:
+        raise ValueError(f"evaluate: the models' vocabularies differ in size ({sorted(vocabs)}): "
+                         f"next-token distributions only compare within one model's variants")
     limit = min(m.config.max_position_embeddings for m in models + ([base] if base else []))
     if ctx > limit:
         raise ValueError(f"context {ctx} is longer than the model's {limit} positions")
