@@ -54,3 +54,27 @@ def test_windows_and_errors():
         evaluate(m, text="hi", ctx=32)
     with pytest.raises(ValueError, match="empty"):
         evaluate(m, text="", ctx=32)
+
+
+def test_many_models_in_one_pass_match_one_at_a_time():
+    from slmkit.evaluate import evaluate_many
+    base = model_from_checkpoint(random_checkpoint(seed=1), "numpy")
+    others = [model_from_checkpoint(random_checkpoint(seed=s), "numpy") for s in (2, 3)]
+    ids = list(np.random.default_rng(1).integers(3, 259, size=120))
+    together = evaluate_many(others + [base], ids=ids, base=base, ctx=32)
+    for model, r in zip(others + [base], together):
+        assert r == evaluate(model, ids=ids, base=base, ctx=32)
+    assert together[-1].kl_mean == 0 and together[-1].top1 == 1
+
+
+def test_models_given_as_paths(stories_hf):
+    import slmkit
+    r = slmkit.evaluate(str(stories_hf), "Once upon a time there was a cat. " * 20, ctx=64)
+    assert r.tokens > 0 and r.kl_mean is None
+
+
+def test_base_with_another_vocabulary_is_refused():
+    m = model_from_checkpoint(random_checkpoint(seed=1), "numpy")
+    other = model_from_checkpoint(random_checkpoint(seed=2, vocab_size=300), "numpy")
+    with pytest.raises(ValueError, match="vocabularies differ"):
+        evaluate(m, text="the quick brown fox jumps over the lazy dog " * 4, base=other, ctx=32)

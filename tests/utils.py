@@ -78,3 +78,17 @@ def write_config(folder: Path, cfg: ModelConfig, **extra) -> None:
     d.update({k: v for k, v in cfg.to_dict().items() if k not in ("architecture", "rope_interleaved")})
     d.update(extra)
     (folder / "config.json").write_text(json.dumps(d))
+
+
+def calibration_inputs(k: int, rows: int = 1024, seed: int = 0) -> np.ndarray:
+    """Layer inputs [rows, k] like a transformer's: strongly correlated (most energy in k/8
+    directions), with channels of very different loudness. float64."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, k // 8)) @ rng.standard_normal((k // 8, k))
+    x += 0.3 * rng.standard_normal((rows, k))
+    return x * np.exp(rng.standard_normal(k))
+
+
+def output_error(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> float:
+    """||X W^T - X Q^T||_F in float64: what a quantised linear layer gets wrong on inputs x."""
+    return float(np.linalg.norm(x @ w.astype(np.float64).T - x @ q.astype(np.float64).T))

@@ -8,6 +8,8 @@ COMMANDS = (
     "pull",
     "models",
     "quantize",
+    "eval",
+    "compare",
     "export",
     "info",
     "bench",

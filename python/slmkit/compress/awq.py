@@ -3,6 +3,7 @@
 Input channels that carry large activations matter more, so before rounding the weight columns
 are multiplied by s = mean|x|^alpha (normalised) and the preceding operation divides its output
 by s: the float model computes the same function, but the salient columns get a finer grid.
+Also tried, as AutoAWQ's "duo" scaling does, s = mean|x|^alpha / salience(w)^(1-alpha).
 alpha is searched on a grid to minimise the output error of the quantised linears, measured
 through the calibration Gram matrix: err = sum over rows of dW H dW^T, with dW = W - Q(W s)/s.
 (The reference implementation measures the error of the whole block's output on sample
@@ -48,22 +49,44 @@ def tie_heads(x: np.ndarray, n_heads: int, n_kv_heads: int) -> np.ndarray:
     return np.broadcast_to(t, (n_kv_heads, rep, t.shape[-1])).reshape(-1)
 
 
-def search_scale(weights: list[np.ndarray], mean_abs: np.ndarray, h: np.ndarray, wtype: str,
-                 group: int, grid: int = ALPHA_GRID) -> tuple[np.ndarray, float, float, float]:
+def weight_salience(weights: list[np.ndarray], group: int) -> np.ndarray:
+    """Per input channel: the mean over rows of |w| relative to the largest |w| of its group
+    (the weight side of AutoAWQ's "duo" scaling)."""
+    a = np.abs(np.concatenate(weights, axis=0)).astype(np.float64)
+    k = a.shape[1]
+    starts = np.arange(0, k, group)
+    group_max = np.maximum.reduceat(a, starts, axis=1)                 # [rows, groups]
+    return (a / (np.repeat(group_max, np.diff(np.append(starts, k)), axis=1) + 1e-6)).mean(axis=0)
+
+
+def search_scale(weights: list[np.ndarray], mean_abs: np.ndarray, h: np.ndarray, wtype,
+                 group, grid: int = ALPHA_GRID, salience: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, float, float, float]:
     """The per-input-channel scale s minimising the summed output error of the linears sharing
-    this input. Returns s, the chosen alpha, its error, and the error without scaling (alpha 0)."""
+    this input, over s = x^alpha and, given the weights' salience w, s = x^alpha / w^(1-alpha)
+    (AutoAWQ's duo scaling). wtype and group: one for all weights, or a list (mixed precision).
+    Returns s, the chosen alpha, its error, and the error without scaling."""
     h = np.asarray(h, np.float32)
     x = np.maximum(np.asarray(mean_abs, np.float64), 1e-8)
-    best = (None, 0.0, np.inf)
-    base_err = None
-    for alpha in np.arange(grid) / grid:
-        s = np.maximum(x ** alpha, 1e-4)
-        s = (s / np.sqrt(s.max() * s.min())).astype(np.float32)
-        err = sum(output_error(w, rtn_values(w * s, wtype, group) / s, h) for w in weights)
-        if alpha == 0:
-            base_err = err
-        if err < best[2]:
-            best = (s, float(alpha), err)
+    wtypes = wtype if isinstance(wtype, (list, tuple)) else [wtype] * len(weights)
+    groups = group if isinstance(group, (list, tuple)) else [group] * len(weights)
+    formats = list(zip(weights, wtypes, groups))
+
+    def error(s):
+        return sum(output_error(w, rtn_values(w * s, t, g) / s, h) for w, t, g in formats)
+
+    base_err = error(np.ones(x.shape, np.float32))
+    best = (np.ones(x.shape, np.float32), 0.0, base_err)
+    families = [lambda a: x ** a]
+    if salience is not None:
+        families.append(lambda a: x ** a / (np.asarray(salience, np.float64) ** (1 - a) + 1e-4))
+    for family in families:
+        for alpha in np.arange(1, grid) / grid:
+            s = np.maximum(family(alpha), 1e-4)
+            s = (s / np.sqrt(s.max() * s.min())).astype(np.float32)
+            err = error(s)
+            if err < best[2]:
+                best = (s, float(alpha), err)
     return best[0], best[1], best[2], base_err
 
 

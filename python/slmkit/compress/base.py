@@ -22,4 +22,13 @@ class Technique(ABC):
 
 
 def matches_any(name: str, patterns) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) or re.search(p, name) for p in patterns or ())
+    """Whether name matches one of the patterns, each a glob or a regular expression (a glob
+    such as "*.down_proj.weight" is not a valid regex; it is then a glob only)."""
+    return any(fnmatch.fnmatchcase(name, p) or _regex_search(p, name) for p in patterns or ())
+
+
+def _regex_search(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False

@@ -3,7 +3,8 @@
 The pass keeps the hidden states of every calibration sequence at the input of the current layer
 ([tokens, dim] float32 in all), runs the layer once with an observer that accumulates, for each
 linear input, the Gram matrix X^T X and the mean |x| per channel, lets a technique rewrite that
-layer's tensors, and then runs the rewritten (quantised) layer to get the inputs of the next one.
+layer's tensors, and then (sequential, GPTQ's way) runs the rewritten (quantised) layer to get the
+inputs of the next one, or (AutoAWQ's way) keeps the float layer's outputs from the first run.
 Memory stays bounded by one layer's statistics plus the hidden states.
 """
 from __future__ import annotations
@@ -33,31 +34,35 @@ class CalibrationError(ValueError):
     """The calibration input cannot be used (said why)."""
 
 
-def read_calibration_text(paths) -> str:
-    """The text of one or more files (concatenated with blank lines)."""
+def read_calibration_text(paths) -> list[str]:
+    """The texts of one or more files, one string per file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    parts = []
+    texts = []
     for p in paths:
         p = Path(p).expanduser()
         try:
-            parts.append(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CalibrationError(f"calibration file {p} not found") from None
         except UnicodeDecodeError as e:
             raise CalibrationError(f"calibration file {p} is not UTF-8 text ({e})") from None
-    text = "\n\n".join(parts)
-    if not text.strip():
-        raise CalibrationError(f"calibration text is empty ({', '.join(map(str, paths))})")
-    return text
+        if not text.strip():
+            raise CalibrationError(f"calibration text is empty ({p})")
+        texts.append(text)
+    if not texts:
+        raise CalibrationError("no calibration file given")
+    return texts
+
+
+def has_chat_template(model) -> bool:
+    return hasattr(model, "apply_chat_template") and bool(getattr(model.tokenizer, "chat_template", None))
 
 
 def templated(model, text: str) -> str:
-    """The text as the model sees it in use: through its chat template where it has one.
-    Each paragraph becomes one assistant turn of a conversation; without a template, plain text."""
-    apply = getattr(model, "apply_chat_template", None)
-    if apply is None or not getattr(model.tokenizer, "chat_template", None):
-        return text
+    """The text as the model sees it in use, through its chat template: each paragraph becomes
+    one assistant turn of a conversation."""
+    apply = model.apply_chat_template
     paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
     turns = []
     for p in paragraphs:
@@ -65,29 +70,41 @@ def templated(model, text: str) -> str:
     return apply(turns)
 
 
-def calibration_sequences(model, text: str, n_tokens: int = 8192, seq_len: int = 512,
+def calibration_sequences(model, text, n_tokens: int = 8192, seq_len: int = 512,
                           chat_template: bool = True) -> list[list[int]]:
-    """Token sequences of seq_len (BOS first where the tokenizer has one) covering up to n_tokens
-    of text. No padding is ever used, so a tokenizer without a pad token is fine. With fewer
-    tokens than one sequence, one shorter sequence is used (at least MIN_SEQ_TOKENS)."""
-    if chat_template:
-        text = templated(model, text)
-    ids = model.tokenizer.encode(text, add_bos=False)
-    if not ids:
-        raise CalibrationError("calibration text encodes to no tokens")
+    """Token sequences of seq_len (BOS first where the tokenizer has one), about n_tokens in all.
+    text: one text or a list of them (say, one per file); each gives an equal share, as windows
+    spread evenly over it, so every part of every text is represented. No padding is ever used,
+    so a tokenizer without a pad token is fine. A text with fewer tokens than one window gives
+    one shorter sequence (at least MIN_SEQ_TOKENS in all)."""
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts or not any(t.strip() for t in texts):
+        raise CalibrationError("calibration text is empty")
+    use_template = chat_template and has_chat_template(model)
+    # the template's markers are control tokens, as in use
+    all_ids = [model.tokenizer.encode(templated(model, t) if use_template else t, add_bos=False,
+                                      parse_special=use_template) for t in texts]
+    total = sum(len(ids) for ids in all_ids)
+    if total < MIN_SEQ_TOKENS:
+        raise CalibrationError(f"calibration text has {total} tokens; at least {MIN_SEQ_TOKENS} "
+                               f"are needed (one window is {seq_len})")
     seq_len = min(seq_len, model.config.max_position_embeddings)
     bos = model.tokenizer.bos_id
-    body = seq_len - (1 if bos is not None else 0)
-    ids = ids[:n_tokens]
-    if len(ids) < body:
-        if len(ids) < MIN_SEQ_TOKENS:
-            raise CalibrationError(f"calibration text has {len(ids)} tokens; at least {MIN_SEQ_TOKENS} "
-                                   f"are needed (one window is {seq_len})")
-        log.warning("calibration text has %d tokens, fewer than one window of %d: using one "
-                    "shorter sequence", len(ids), seq_len)
-        body = len(ids)
     head = [bos] if bos is not None else []
-    return [head + ids[s:s + body] for s in range(0, len(ids) - body + 1, body)]
+    share = max(n_tokens // len(texts), MIN_SEQ_TOKENS)
+    body = min(seq_len - len(head), share)
+    sequences = []
+    for ids in all_ids:
+        if len(ids) < body:
+            if ids:
+                log.warning("calibration text has %d tokens, fewer than one window of %d: using "
+                            "one shorter sequence", len(ids), body + len(head))
+                sequences.append(head + ids)
+            continue
+        available = len(ids) // body
+        picks = np.unique(np.linspace(0, available - 1, min(share // body, available)).round())
+        sequences += [head + ids[int(k) * body:(int(k) + 1) * body] for k in picks]
+    return sequences
 
 
 @dataclass
@@ -167,10 +184,16 @@ def refresh_layer(model, ckpt_tensors: dict[str, Tensor], i: int) -> None:
         layer[key] = (w, prep(bias)) if bias is not None else w
 
 
-def layerwise(model, sequences, rewrite, progress=None) -> tuple[dict[str, Tensor], CalibrationReport]:
+def layerwise(model, sequences, rewrite, progress=None, sequential: bool = True
+              ) -> tuple[dict[str, Tensor], CalibrationReport]:
     """Run the calibration sequences layer by layer through `model` (a float Model), calling
-    rewrite(ctx: LayerContext) -> {tensor name: Tensor} for each layer, and using the rewritten
-    layer for the following ones. Returns the new tensor dict and a report."""
+    rewrite(ctx: LayerContext) -> {tensor name: Tensor} for each layer. Returns the new tensor
+    dict and a report.
+
+    sequential: the next layer's inputs come from the rewritten (quantised) layer, so later
+    layers calibrate on the errors of earlier ones (GPTQ's way; a second pass over each layer).
+    Otherwise they are the float layer's outputs from the pass that gathered the statistics
+    (AutoAWQ's way; one pass), which is all a measurement that rewrites nothing needs."""
     t0 = time.perf_counter()
     arch, backend, cfg = model.arch, model.backend, model.config
     tensors = dict(model.checkpoint.tensors)
@@ -193,14 +216,17 @@ def layerwise(model, sequences, rewrite, progress=None) -> tuple[dict[str, Tenso
                 stats.update(dict.fromkeys(subs, st))
             st.add(x)
 
-        for x in states:
-            run_layer(i, x.copy(), observe)
+        for j, x in enumerate(states):
+            out = run_layer(i, x.copy() if sequential else x, observe)
+            if not sequential:
+                states[j] = out
         weights = {sub: tensors[n].to_float32() for sub, n in names.items()}
         new = rewrite(LayerContext(i, weights, stats, cfg, names))
         tensors.update(new)
-        refresh_layer(model, tensors, i)
-        for j, x in enumerate(states):
-            states[j] = run_layer(i, x)
+        if sequential:
+            refresh_layer(model, tensors, i)
+            for j, x in enumerate(states):
+                states[j] = run_layer(i, x)
         if progress:
             progress(i + 1, n_layers)
     report = CalibrationReport(tokens=sum(len(s) for s in sequences), sequences=len(sequences),

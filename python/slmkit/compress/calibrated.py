@@ -18,7 +18,7 @@ from .base import LINEAR_PATTERN, Technique, matches_any
 from .calibrate import (CalibrationError, LayerContext, calibration_sequences, layerwise,
                         peak_rss_mb, read_calibration_text)
 from .groups import check_group, effective_bits, pack, quantize_tensor
-from .gptq import gptq
+from .gptq import gptq, prepare_hessian
 
 log = logging.getLogger("slmkit.compress")
 
@@ -61,7 +61,7 @@ class Plan:
         return "q8_0" if name in self.int8 else self.wtype
 
 
-def measure_sensitivity(model, sequences, wtype: str, group: int) -> dict[str, float]:
+def measure_sensitivity(model, sequences, wtype: str, group: int, progress=None) -> dict[str, float]:
     """Per linear tensor: the relative output error (over the calibration set) when only that
     tensor is rounded to `wtype` — measured on the float model, layer by layer."""
     sens: dict[str, float] = {}
@@ -73,19 +73,20 @@ def measure_sensitivity(model, sequences, wtype: str, group: int) -> dict[str, f
             sens[ctx.names[sub]] = relative_error(w, awq_mod.rtn_values(w, wtype, group), h)
         return {}
 
-    layerwise(model, sequences, measure)
+    layerwise(model, sequences, measure, progress, sequential=False)
     return sens
 
 
 def choose_int8(sensitivity: dict[str, float], ckpt: Checkpoint, fraction: float) -> list[str]:
-    """The most sensitive tensors, up to `fraction` of the linear-layer parameters."""
+    """The most sensitive tensors, most sensitive first, that fit in `fraction` of the
+    linear-layer parameters (one too large for what is left is passed over)."""
     if not 0 <= fraction <= 1:
         raise ValueError(f"mixed-precision fraction must be in [0, 1], got {fraction}")
     total = sum(ckpt.tensors[n].numel for n in sensitivity)
     chosen, used = [], 0
     for name in sorted(sensitivity, key=sensitivity.get, reverse=True):
         if used + ckpt.tensors[name].numel > fraction * total:
-            break
+            continue
         chosen.append(name)
         used += ckpt.tensors[name].numel
     return chosen
@@ -97,10 +98,11 @@ class CalibratedQuantizer(Technique):
     needs_calibration = True
 
     def apply(self, ckpt: Checkpoint, bits: int = 4, group: int = 128, scheme: str | None = None,
-              keep=None, calib=None, calib_text: str | None = None, calib_tokens: int = 8192,
-              seq_len: int = 512, act_order: bool = False, mixed: float | None = None,
-              damp: float = 0.01, clip_search: bool = True, threads: int | None = None,
-              chat_template: bool = True, **_) -> Checkpoint:
+              keep=None, calib=None, calib_text: str | list[str] | None = None,
+              calib_tokens: int = 8192, seq_len: int = 512, act_order: bool = False,
+              mixed: float | None = None, damp: float = 0.01, clip_search: bool = True,
+              threads: int | None = None, chat_template: bool = True, progress=None,
+              **_) -> Checkpoint:
         from ..loading import model_from_checkpoint
         t0 = time.perf_counter()
         check_group(group)
@@ -121,7 +123,7 @@ class CalibratedQuantizer(Technique):
             info["calibration_tokens"] = sum(len(s) for s in sequences)
         int8 = []
         if mixed:
-            sens = measure_sensitivity(model, sequences, wtype, group)
+            sens = measure_sensitivity(model, sequences, wtype, group, progress)
             int8 = choose_int8(sens, ckpt, mixed)
             info["mixed_fraction"] = mixed
             info["int8_tensors"] = int8
@@ -130,7 +132,8 @@ class CalibratedQuantizer(Technique):
                 int8.append("lm_head.weight")
         plan = Plan(ckpt, wtype, keep, int8)
         rewritten = self.quantize_layers(base, ckpt, model, sequences, plan, group, info,
-                                         act_order=act_order, damp=damp, clip_search=clip_search)
+                                         act_order=act_order, damp=damp, clip_search=clip_search,
+                                         progress=progress)
         # tensors outside the decoder layers (an untied output head): round-to-nearest
         for name in plan.names:
             if not name.startswith("model.layers.") and plan.wtype_of(name):
@@ -178,71 +181,89 @@ class GPTQ(CalibratedQuantizer):
     description = "GPTQ: Hessian-aware rounding from calibration activations (int4/int8 blocks)"
 
     def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, act_order=False,
-                        damp=0.01, **_):
+                        damp=0.01, progress=None, **_):
         damping = []
 
         def rewrite(ctx: LayerContext):
-            out = {}
+            out, prepared = {}, {}
             for sub in LINEARS:
                 name = ctx.names[sub]
                 wtype = plan.wtype_of(name)
                 if wtype is None:
                     continue
                 g = 32 if wtype == "q8_0" else group
-                codes, params, used = gptq(ctx.weights[sub], ctx.stats[sub].hessian, wtype, g,
-                                           act_order=act_order, damp=damp)
+                stats = ctx.stats[sub]        # one object for the linears sharing an input
+                if id(stats) not in prepared:
+                    prepared[id(stats)] = prepare_hessian(stats.hessian, act_order, damp)
+                codes, params, used = gptq(ctx.weights[sub], None, wtype, g,
+                                           prepared=prepared[id(stats)])
                 damping.append(used)
                 out[name] = pack(name, codes, params)
             return out
 
         rewritten = {}
-        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)))
+        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)),
+                              progress)
         log.info("GPTQ %s", report)
         info.update(act_order=act_order, damp=damp, max_damp_used=max(damping, default=damp),
                     calibration_seconds=round(report.seconds, 2))
         return rewritten
 
 
+# AWQ's scale groups: key (see awq.fold_scales) -> the linears sharing that input. In search
+# order: o before q/k/v (folding o's scale changes v rows), down before gate/up (changes up rows).
+AWQ_GROUPS = (("o", ("self_attn.o_proj",)), ("q", LINEARS[:3]), ("down", ("mlp.down_proj",)),
+              ("gate", LINEARS[4:6]))
+AWQ_KEY_OF = {sub: key for key, subs in AWQ_GROUPS for sub in subs}
+
+
+def awq_scale_layer(ctx: LayerContext, wtype_of, group: int) -> tuple[dict, dict, list[float]]:
+    """Search AWQ scales for one layer and fold them into a copy of its float weights.
+    wtype_of(tensor name) gives each linear's format (None: kept as it is, not searched for).
+    Returns the folded weights (by short name), the scales by key, and the alphas chosen.
+    The folded float layer computes what the original did."""
+    cfg = ctx.config
+    wts = {k: v.copy() for k, v in ctx.weights.items()}
+    scales, alphas = {}, []
+    for key, subs in AWQ_GROUPS:
+        quantised = [s for s in subs if wtype_of(ctx.names[s])]
+        if not quantised:
+            continue
+        stats = ctx.stats[subs[0]]
+        x = stats.mean_abs
+        if key == "o":
+            x = awq_mod.tie_heads(x, cfg.num_attention_heads, cfg.num_key_value_heads)
+        wtypes = [wtype_of(ctx.names[q]) for q in quantised]     # int8 ones in mixed precision
+        groups = [32 if t == "q8_0" else group for t in wtypes]
+        salience = awq_mod.weight_salience([wts[q] for q in quantised], min(groups))
+        if key == "o":
+            salience = awq_mod.tie_heads(salience, cfg.num_attention_heads, cfg.num_key_value_heads)
+        s, alpha, _err, _base = awq_mod.search_scale([wts[q] for q in quantised], x, stats.hessian,
+                                                     wtypes, groups, salience=salience)
+        alphas.append(alpha)
+        scales[key] = s
+        awq_mod.fold_scales(wts, {key: s}, cfg.num_attention_heads, cfg.num_key_value_heads)
+    return wts, scales, alphas
+
+
 class AWQ(CalibratedQuantizer):
     name = "awq"
     description = "AWQ: activation-aware per-channel scales folded into the preceding op, then rounding"
 
-    def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, clip_search=True, **_):
-        cfg = base.config
+    def quantize_layers(self, base, ckpt, model, sequences, plan, group, info, clip_search=True,
+                        progress=None, **_):
         alphas = []
 
         def rewrite(ctx: LayerContext):
-            wts = {k: v.copy() for k, v in ctx.weights.items()}
-            st = ctx.stats
-            scales = {}
-
-            def wt(sub):
-                return plan.wtype_of(ctx.names[sub]) or "q8_0"
-
-            # o first (changes v rows), then q/k/v; down first (changes up rows), then gate/up
-            for key, subs in (("o", ("self_attn.o_proj",)), ("q", LINEARS[:3]),
-                              ("down", ("mlp.down_proj",)), ("gate", ("mlp.gate_proj", "mlp.up_proj"))):
-                quantised = [s for s in subs if plan.wtype_of(ctx.names[s])]
-                if not quantised:
-                    continue
-                x = st[subs[0]].mean_abs
-                if key == "o":
-                    x = awq_mod.tie_heads(x, cfg.num_attention_heads, cfg.num_key_value_heads)
-                g = 32 if wt(quantised[0]) == "q8_0" else group
-                s, alpha, _err, _base = awq_mod.search_scale([wts[q] for q in quantised], x,
-                                                             st[subs[0]].hessian, wt(quantised[0]), g)
-                alphas.append(alpha)
-                scales[key] = s
-                awq_mod.fold_scales(wts, {key: s}, cfg.num_attention_heads, cfg.num_key_value_heads)
+            wts, scales, chosen = awq_scale_layer(ctx, plan.wtype_of, group)
+            alphas.extend(chosen)
             out = {}
             for sub, name in ctx.names.items():
                 if sub in LINEARS and plan.wtype_of(name):
-                    key = next(k for k, subs in (("o", ("self_attn.o_proj",)), ("q", LINEARS[:3]),
-                                                  ("down", ("mlp.down_proj",)),
-                                                  ("gate", LINEARS[4:6])) if sub in subs)
-                    h = st[sub].hessian
-                    if key in scales:      # the Gram matrix of the scaled input x / s
-                        inv = 1.0 / scales[key].astype(np.float64)
+                    h = ctx.stats[sub].hessian
+                    s = scales.get(AWQ_KEY_OF[sub])
+                    if s is not None:       # the Gram matrix of the scaled input x / s
+                        inv = 1.0 / s.astype(np.float64)
                         h = h * inv[:, None] * inv[None, :]
                     out[name] = quantize_weight(name, wts[sub], plan.wtype_of(name), group,
                                                 h.astype(np.float32), clip_search)
@@ -252,7 +273,10 @@ class AWQ(CalibratedQuantizer):
             return out
 
         rewritten = {}
-        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)))
+        # as AutoAWQ: each layer's inputs are the float model's (the folded scales leave the
+        # float function as it was), so one pass per layer
+        _, report = layerwise(model, sequences, lambda ctx: _collect(rewritten, rewrite(ctx)),
+                              progress, sequential=False)
         log.info("AWQ %s", report)
         info.update(clip_search=clip_search, alpha_mean=round(float(np.mean(alphas)), 3) if alphas else None,
                     calibration_seconds=round(report.seconds, 2))

@@ -9,6 +9,7 @@ result is stored in the same block formats as round-to-nearest.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,44 +18,66 @@ from .groups import GroupParams, codes_for, params_for
 log = logging.getLogger("slmkit.compress")
 
 MAX_DAMP_TRIES = 8
+FIRST_DAMP = 1e-4     # where damping starts growing when the caller asked for none
 
 
 def inverse_hessian_factor(h: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
-    """Upper Cholesky factor U of (H + lambda I)^-1, lambda = damp * mean(diag H). When H is not
-    positive definite (few or repeated samples), damp grows tenfold until it is. Returns U and
-    the damping fraction used."""
+    """Upper Cholesky factor U of (H + lambda I)^-1 (U^T U = the inverse), lambda = damp *
+    mean(diag H). When H is not positive definite (few or repeated samples), damp grows tenfold
+    until it is. Returns U and the damping fraction used.
+
+    One factorisation: with P the order-reversing permutation and P H P = L L^T (lower L),
+    H^-1 = (P L^-T P)(P L^-1 P), and P L^-1 P is upper triangular: that is U."""
     h = np.array(h, dtype=np.float64)
     mean_diag = float(np.mean(np.diag(h))) or 1.0
-    eye = np.eye(h.shape[0])
+    k = h.shape[0]
+    rev = np.arange(k)[::-1]
     for _ in range(MAX_DAMP_TRIES):
         try:
-            lower = np.linalg.cholesky(h + damp * mean_diag * eye)
-            lower_inv = np.linalg.inv(lower)
-            hinv = lower_inv.T @ lower_inv
-            upper = np.linalg.cholesky(hinv).T
+            damped = h[np.ix_(rev, rev)]
+            damped[np.diag_indices(k)] += damp * mean_diag
+            lower = np.linalg.cholesky(damped)
+            upper = np.linalg.solve(lower, np.eye(k))[np.ix_(rev, rev)]
             if np.all(np.isfinite(upper)):
                 return upper, damp
         except np.linalg.LinAlgError:
             pass
-        log.info("GPTQ: Hessian not positive definite with damping %.3g; trying %.3g", damp, damp * 10)
-        damp *= 10
+        grown = damp * 10 if damp > 0 else FIRST_DAMP     # growing from zero needs a start
+        log.info("GPTQ: Hessian not positive definite with damping %.3g; trying %.3g", damp, grown)
+        damp = grown
     raise np.linalg.LinAlgError(f"GPTQ: the Hessian stays singular even with damping {damp / 10:.3g}")
 
 
-def gptq(w: np.ndarray, h: np.ndarray, wtype: str, group: int, act_order: bool = False,
-         damp: float = 0.01, block: int = 128) -> tuple[np.ndarray, GroupParams, float]:
-    """GPTQ of w[n, k] against Hessian h[k, k]. Returns integer codes [n, k] (original column
-    order), the group parameters, and the damping used."""
-    w = np.array(w, dtype=np.float64)
-    h = np.array(h, dtype=np.float64)
-    n, k = w.shape
-    dead = np.diag(h) == 0                          # inputs that are always zero
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
-    order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
-    w, h = w[:, order], h[np.ix_(order, order)]
-    upper, used = inverse_hessian_factor(h, damp)
+@dataclass
+class PreparedHessian:
+    """What GPTQ needs of a Hessian, computed once for all the linears that share an input."""
 
+    order: np.ndarray       # the order columns are visited in
+    upper: np.ndarray       # inverse_hessian_factor of H with rows/columns in that order
+    dead: np.ndarray        # inputs that are always zero
+    damp: float             # the damping used
+
+
+def prepare_hessian(h: np.ndarray, act_order: bool = False, damp: float = 0.01) -> PreparedHessian:
+    h = np.array(h, dtype=np.float64)
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(h.shape[0])
+    upper, used = inverse_hessian_factor(h[np.ix_(order, order)], damp)
+    return PreparedHessian(order, upper, dead, used)
+
+
+def gptq(w: np.ndarray, h: np.ndarray | None, wtype: str, group: int, act_order: bool = False,
+         damp: float = 0.01, block: int = 128, prepared: PreparedHessian | None = None
+         ) -> tuple[np.ndarray, GroupParams, float]:
+    """GPTQ of w[n, k] against Hessian h[k, k] (or a prepare_hessian() of it). Returns integer
+    codes [n, k] (original column order), the group parameters, and the damping used."""
+    p = prepared if prepared is not None else prepare_hessian(h, act_order, damp)
+    order, upper = p.order, p.upper
+    w = np.array(w, dtype=np.float64)
+    w[:, p.dead] = 0.0
+    w = w[:, order]
+    n, k = w.shape
     n_groups = -(-k // group)
     scale = np.zeros((n, n_groups), np.float32)
     offset = np.zeros((n, n_groups), np.float32)
@@ -78,4 +101,4 @@ def gptq(w: np.ndarray, h: np.ndarray, wtype: str, group: int, act_order: bool =
             w[:, j:b1] -= np.outer(e, upper[j, j:b1])
             err[:, j - b0] = e
         w[:, b1:] -= err @ upper[b0:b1, b1:]
-    return codes, GroupParams(wtype, group, scale, offset), used
+    return codes, GroupParams(wtype, group, scale, offset), p.damp
