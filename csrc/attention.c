@@ -5,9 +5,9 @@
  * to float. slm_rope_angles / slm_rope_apply are the two halves, so a forward pass can compute
  * the angles of its positions once and rotate every layer's q and k with them.
  *
- * Attention work is split into tasks of (query row, KV head, slice of that KV head's query
- * heads). A task walks the cached K and V rows once and uses each row for all of its query
- * heads, so K/V traffic is paid once per group instead of once per head. Tasks are spread over
+ * Attention work is split into tasks of (block of query rows, KV head, slice of that KV head's
+ * query heads). A task walks the cached K and V rows once and uses each row for all of its
+ * query rows and heads, so K/V traffic is paid once per group instead of once per head. Tasks are spread over
  * the pool with slm_parallel_for. slm_attend_generic is the plain-C reference of the attention
  * kernel in the kernel table (attention_avx2.c has the SIMD one).
  */
@@ -172,26 +172,27 @@ static void attn_store_kv(void *vctx, int64_t g0, int64_t g1) {
         }
 }
 
-/* Row of the task list: rows are visited as 0, m-1, 1, m-2, ... so that any contiguous run of
- * tasks (what one thread gets from slm_parallel_for) mixes short and long causal rows. */
-static inline int64_t balanced_row(int64_t r, int64_t m) {
-    return (r & 1) ? m - 1 - r / 2 : r / 2;
-}
+#define ROWS_PER_TASK 16   /* query rows per task: the SIMD kernel shares each key over them */
 
+/* Task t: block of rows (the longest, latest blocks first: better balance when a thread takes
+ * the last tasks), KV head, slice of its query heads. */
 static void attn_tasks(void *vctx, int64_t t0, int64_t t1) {
     attn_ctx *c = vctx;
     const slm_kernels *kt = slm_kernels_get();
     int64_t group = c->group, n_ctx = c->a.start_pos + c->m;
     int64_t hc_max = (group + c->n_split - 1) / c->n_split;   /* most heads in one slice */
-    float *scratch = malloc(slm_attend_scratch(1, hc_max, n_ctx, c->a.head_dim) * sizeof(float));
+    float *scratch = malloc(slm_attend_scratch(ROWS_PER_TASK, hc_max, n_ctx, c->a.head_dim) *
+                            sizeof(float));
     if (!scratch) { atomic_store(&c->failed, 1); return; }
-    int64_t per_row = c->a.n_kv_heads * c->n_split;
+    int64_t per_block = c->a.n_kv_heads * c->n_split;
+    int64_t blocks = (c->m + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
     for (int64_t t = t0; t < t1; t++) {
-        int64_t i = balanced_row(t / per_row, c->m);
-        int64_t g = (t % per_row) / c->n_split, sl = t % c->n_split;
+        int64_t i0 = (blocks - 1 - t / per_block) * ROWS_PER_TASK;
+        int64_t r = c->m - i0 < ROWS_PER_TASK ? c->m - i0 : ROWS_PER_TASK;
+        int64_t g = (t % per_block) / c->n_split, sl = t % c->n_split;
         int64_t h0 = g * group + sl * group / c->n_split;         /* first query head */
         int64_t hc = g * group + (sl + 1) * group / c->n_split - h0;   /* heads in slice */
-        kt->attend(&c->a, i, 1, g, h0, hc, scratch);
+        kt->attend(&c->a, i0, r, g, h0, hc, scratch);
     }
     free(scratch);
 }
@@ -219,10 +220,10 @@ int slm_attention(slm_pool *pool, const float *q, const float *k_new, const floa
     /* all new rows must be in the cache before any row attends to them */
     slm_parallel_for(pool, n_kv_heads, attn_store_kv, &c);
 
-    /* Few (row, KV head) pairs (decode) would leave threads idle: then cut each group's query
-     * heads into slices, aiming at two tasks per thread. */
+    /* Few (row block, KV head) pairs (decode) would leave threads idle: then cut each group's
+     * query heads into slices, aiming at two tasks per thread. */
     int64_t n_threads = slm_pool_size(pool);
-    int64_t pairs = m * n_kv_heads;
+    int64_t pairs = (m + ROWS_PER_TASK - 1) / ROWS_PER_TASK * n_kv_heads;
     int64_t split = (2 * n_threads + pairs - 1) / pairs;
     c.n_split = split < 1 ? 1 : split > c.group ? c.group : split;
 
