@@ -15,29 +15,14 @@
  * alone or in a block. int8 caches are dequantised 8 key rows at a time, and a value row's
  * scale is folded into its probability.
  */
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
+#include "avx2_util.h"
 #include "kernels.h"
 
-#define AI static inline __attribute__((always_inline))
 #define KB 8          /* keys per transposed block */
 #define QB 4          /* queries sharing a transposed key load */
 #define DB 64         /* output dimensions per pass of the value loop */
-
-AI float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-AI float hmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* e^x for x <= 0 (softmax arguments), relative error ~2e-7: x = n ln2 + r with |r| <= ln2/2,
  * e^r by a degree-6 polynomial (Taylor coefficients, Horner), 2^n by exponent bits. Below -87

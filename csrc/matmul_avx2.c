@@ -12,11 +12,10 @@
  * multiplied with the int16 activations by vpmaddwd: two per block of 32, then one add, one
  * conversion and one FMA with the product of the two block scales.
  */
-#include <immintrin.h>
 #include <string.h>
+#include "avx2_util.h"
 #include "kernels.h"
 
-#define AI static inline __attribute__((always_inline))
 #ifndef PF_MR
 #define PF_MR 4     /* prefill tile: activation rows (1..6) */
 #endif
@@ -31,27 +30,6 @@
 #endif
 #define MR_MAX 6
 #define NR_MAX 4
-
-AI float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-AI float hmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-AI int hsum8i(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 AI void store_out(float *y, float v, int acc) { *y = acc ? *y + v : v; }
 

@@ -26,7 +26,7 @@ def stories_table(stories_hf, tinystories_calib):
     return {row.name: row for row in table.rows}, corpus.name
 
 
-def test_stories260k_int8(stories_table):
+def test_stories_model_int8(stories_table):
     rows, text = stories_table
     r = rows["rtn8"].results[text]
     assert r.tokens == 8128
@@ -34,7 +34,7 @@ def test_stories260k_int8(stories_table):
 
 
 @pytest.mark.parametrize("method", ["gptq4-g128", "awq4-g128"])
-def test_stories260k_calibrated_beats_rtn_at_group_128(stories_table, method):
+def test_stories_model_calibrated_beats_rtn_at_group_128(stories_table, method):
     rows, text = stories_table
     calibrated, rtn = rows[method], rows["rtn4-g128"]
     assert calibrated.size == rtn.size                       # the same format: a fair comparison

@@ -12,7 +12,7 @@ from slmkit.cli import main
 from slmkit.formats.gguf import read_gguf
 from slmkit.formats.gguf_write import rope_row_order, write_gguf
 from slmkit.loading import model_from_checkpoint
-from test_stories260k import GREEDY_64, PROMPT_IDS
+from test_stories_model import GREEDY_64, PROMPT_IDS
 from utils import ByteTokenizer, random_checkpoint, shared_path
 
 IDS = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
@@ -104,7 +104,7 @@ def test_export_refuses_to_overwrite_its_source_and_leaves_nothing_on_error(tmp_
 
 # ---- real models ---------------------------------------------------------------------------
 
-def test_stories260k_from_hf_exports_to_the_reference_greedy_tokens(stories_hf, tmp_path):
+def test_stories_model_from_hf_exports_to_the_reference_greedy_tokens(stories_hf, tmp_path):
     path = slmkit.export(stories_hf, tmp_path / "s.gguf")
     model = slmkit.load(path, threads=2)
     assert model.tokenizer.model_kind == "llama"
@@ -124,7 +124,7 @@ def test_hf_tokenizer_files_become_llama_cpp_vocabularies(stories_hf, tinystorie
     assert model.tokenizer.bos_id == 1 and model.tokenizer.eos_ids == {2}
 
 
-def test_stories260k_from_llama2c_keeps_its_tokenizer(stories_llama2c, tinystories_text, tmp_path):
+def test_stories_model_from_llama2c_keeps_its_tokenizer(stories_llama2c, tinystories_text, tmp_path):
     path = slmkit.export(stories_llama2c, tmp_path / "s.gguf")
     model = slmkit.load(path, threads=2)
     reference = slmkit.load(stories_llama2c, threads=2)

@@ -12,10 +12,10 @@ import pytest
 
 from slmkit import _native as nat
 from slmkit.loading import model_from_checkpoint
-from utils import random_checkpoint
+from utils import kernel_variants, random_checkpoint
 
-VARIANTS = ["generic"] + (["avx2"] if nat.kernel_name() == "avx2" else [])
-BEST = nat.kernel_name()
+VARIANTS = kernel_variants()
+BEST = VARIANTS[-1]
 
 CONFIGS = {
     "llama-gqa": dict(),

@@ -8,23 +8,13 @@ import numpy as np
 import pytest
 
 from slmkit import _native as nat
+from utils import kernel_variants
 
 QTYPES = [nat.Q8_0, nat.Q4_0, nat.Q4_1]
 ALL_TYPES = [nat.F32, nat.F16, nat.BF16] + QTYPES
 
 
-def variants():
-    out = ["generic"]
-    try:
-        nat.set_kernel("avx2")
-        out.append("avx2")
-    except ValueError:
-        pass
-    nat.set_kernel(out[-1])
-    return out
-
-
-VARIANTS = variants()
+VARIANTS = kernel_variants()
 
 
 @pytest.fixture

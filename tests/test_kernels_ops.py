@@ -7,22 +7,12 @@ import numpy as np
 import pytest
 
 from slmkit import _native as nat
+from utils import kernel_variants
 
 SEED = 1234
 
 
-def variants():
-    out = ["generic"]
-    try:
-        nat.set_kernel("avx2")
-        out.append("avx2")
-    except ValueError:
-        pass
-    nat.set_kernel(out[-1])
-    return out
-
-
-VARIANTS = variants()
+VARIANTS = kernel_variants()
 
 
 @pytest.fixture(params=VARIANTS)

@@ -231,7 +231,7 @@ def test_transformers_5_rope_parameters(hf_folder):
     assert read_checkpoint(hf_folder).config.rope_theta == 250000.0
 
 
-def test_stories260k_config_is_read_as_written(stories_hf):
+def test_stories_model_config_is_read_as_written(stories_hf):
     raw = json.loads((stories_hf / "config.json").read_text())
     theta = raw.get("rope_theta", (raw.get("rope_parameters") or {}).get("rope_theta"))
     assert read_checkpoint(stories_hf).config.rope_theta == theta

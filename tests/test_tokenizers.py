@@ -107,7 +107,7 @@ def test_gguf_vocabulary_agrees_with_original_files_on_corpora(tokenizers, ours,
         assert ours.encode(text) == reference.encode(text), corpus
 
 
-def test_stories260k_reference_encoding(tokenizers):
+def test_stories_model_reference_encoding(tokenizers):
     for name in ("stories-llama2c", "stories-sentencepiece", "stories-hf-json"):
         assert get(tokenizers, name).encode("Once upon a time") == [1, 403, 407, 261, 378], name
 

@@ -12,6 +12,20 @@ from slmkit.checkpoint import Checkpoint, ModelConfig, Tensor
 from slmkit.tokenizers.base import Tokenizer
 
 
+def kernel_variants() -> list[str]:
+    """The kernel variants this CPU runs, reference first ("generic", then e.g. "avx2"); the
+    best one is left active."""
+    from slmkit import _native as nat
+    out = ["generic"]
+    try:
+        nat.set_kernel("avx2")
+        out.append("avx2")
+    except ValueError:
+        pass
+    nat.set_kernel(out[-1])
+    return out
+
+
 def shared_dir() -> Path | None:
     env = os.environ.get("SLMKIT_SHARED")
     path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
