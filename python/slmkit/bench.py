@@ -43,8 +43,8 @@ def peak_rss_mb() -> float:
 
 def main_format(model) -> str:
     tensors = model.checkpoint.tensors
-    formats = Counter(t.wtype for n, t in tensors.items() if n.startswith("model.layers.") and t.data.ndim == 2
-                      and len(t.shape) == 2)
+    formats = Counter(t.wtype for n, t in tensors.items()
+                      if n.startswith("model.layers.") and len(t.shape) == 2)
     return formats.most_common(1)[0][0] if formats else "?"
 
 
