@@ -1,8 +1,9 @@
 /* llama.c - a whole forward pass of a Llama-family decoder (Llama, Mistral, Qwen2, SmolLM) in C.
  *
- * Python describes the weights once (slm_llama_new: pointers into the memory-mapped file, nothing
- * is copied) and calls slm_llama_forward for every prefill or decode step, so a token costs one
- * call into C instead of a dozen per layer.
+ * Python describes the weights once (slm_llama_new: pointers into the memory-mapped file; the
+ * quantised matrices are repacked into 8-row interleaved groups, see blocks.h) and calls
+ * slm_llama_forward for every prefill or decode step, so a token costs one call into C instead
+ * of a dozen per layer.
  *
  * The pass runs as one team on the pool (slm_pool_team): every thread walks the same list of
  * steps and takes units of work from the step's counter (a unit = a range of weight rows times a
@@ -26,6 +27,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include "kernels.h"
 
 #define PRIVATE_ROWS 2    /* inputs of at most this many rows are made by every thread */
@@ -37,6 +42,8 @@
 #define FFN_UNIT 64       /* gate/up rows per unit */
 #define HEAD_UNIT 128     /* output-head rows per unit */
 #define ATT_ROWS 16       /* query rows per attention unit (prefill) */
+_Static_assert(O_UNIT % 8 == 0 && FFN_UNIT % 8 == 0 && HEAD_UNIT % 8 == 0,
+               "units of weight rows must be whole groups of repacked rows");
 
 typedef struct {
     _Atomic int64_t next;     /* next unit to claim */
@@ -64,6 +71,8 @@ struct slm_llama {
     size_t att_floats;
     step_sync *steps;               /* [n_steps] counters of a forward pass */
     size_t n_steps;
+    void **owned;                   /* [n_owned] repacked weights */
+    int n_owned;
 };
 
 static int64_t max3(int64_t a, int64_t b, int64_t c) {
@@ -73,6 +82,59 @@ static int64_t max3(int64_t a, int64_t b, int64_t c) {
 
 static int weight_ok(const slm_weight *w) {
     return w->data != NULL && slm_gemm_for(&slm_kernels_generic, w->type) != NULL;
+}
+
+/* Ask the OS to drop the resident pages of [p, p + bytes) that nothing here reads any more.
+ * MADV_PAGEOUT keeps the contents (a later read faults them back in, from the file or from
+ * swap), unlike MADV_DONTNEED, which would zero anonymous memory that Python may still use; on a
+ * memory-mapped model file it returns the copied weights' pages to the page cache. A hint only:
+ * failures and other systems are ignored. */
+static void release_pages(const void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_PAGEOUT)
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + bytes) / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
+/* Repack w [n, k] into memory of the model's own when its type has a repacked layout. */
+static int repack_weight(slm_llama *md, slm_weight *w, int64_t n, int64_t k) {
+    int rt = slm_repacked_type(w->type);
+    if (!rt) return SLM_OK;
+    size_t bytes = (size_t)((n + 7) / 8 * 8) * slm_row_size(w->type, k);
+    void *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!buf) return SLM_E_NOMEM;
+    md->owned[md->n_owned++] = buf;
+    slm_repack(w->type, w->data, buf, n, k);
+    release_pages(w->data, (size_t)n * slm_row_size(w->type, k));
+    w->type = rt;
+    w->data = buf;
+    return SLM_OK;
+}
+
+/* Every repackable matrix the forward pass multiplies by. Its units of weight rows start at
+ * multiples of 8 (whole groups): head_dim for q/k/v, the *_UNIT sizes for the others. */
+static int repack_weights(slm_llama *md) {
+    const slm_llama_config *c = &md->cfg;
+    md->owned = calloc((size_t)c->n_layers * 7 + 1, sizeof *md->owned);
+    if (!md->owned) return SLM_E_NOMEM;
+    int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int rc = repack_weight(md, &md->head, c->vocab, c->dim);
+    for (int64_t l = 0; l < c->n_layers && !rc; l++) {
+        slm_llama_layer *ly = &md->layers[l];
+        if (c->head_dim % 8 == 0) {
+            rc = rc ? rc : repack_weight(md, &ly->q, qd, c->dim);
+            rc = rc ? rc : repack_weight(md, &ly->k, kvd, c->dim);
+            rc = rc ? rc : repack_weight(md, &ly->v, kvd, c->dim);
+        }
+        rc = rc ? rc : repack_weight(md, &ly->o, c->dim, qd);
+        rc = rc ? rc : repack_weight(md, &ly->gate, c->ffn_dim, c->dim);
+        rc = rc ? rc : repack_weight(md, &ly->up, c->ffn_dim, c->dim);
+        rc = rc ? rc : repack_weight(md, &ly->down, c->dim, c->ffn_dim);
+    }
+    return rc;
 }
 
 int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const float *norm,
@@ -103,6 +165,8 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
     md->head = *head;
     md->norm = norm;
     pthread_mutex_init(&md->mu, NULL);
+    int rc = cfg->keep_layout ? SLM_OK : repack_weights(md);
+    if (rc) { slm_llama_free(md); return rc; }
     *out = md;
     return SLM_OK;
 }
@@ -127,6 +191,8 @@ static void free_scratch(slm_llama *md) {
 void slm_llama_free(slm_llama *md) {
     if (!md) return;
     free_scratch(md);
+    for (int i = 0; i < md->n_owned; i++) free(md->owned[i]);
+    free(md->owned);
     pthread_mutex_destroy(&md->mu);
     free(md->steps);
     free(md->layers);
