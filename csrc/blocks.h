@@ -42,8 +42,8 @@ _Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must be 20 bytes");
  * 2p + h, and one activation pair broadcast to all lanes multiplies 8 rows at once.
  *
  * Q4 (qs as 64 uint16 words w[t*16 + 2r + h], t = 0..3): nibble n (bits 4n .. 4n+3) of word
- * (t, r, h) is row r's value 2(4t + n) + h; Q4_0 stores it as q - 8 in two's complement (so a
- * sign-extending shift gives the signed value), Q4_1 as q.
+ * (t, r, h) is row r's value 2(4t + n) + h, as stored (0..15: Q4_0's -8 is applied per block
+ * through the activation sum, as Q4_1's minimum is).
  * Q8 (qs as 128 words w[t*16 + 2r + h], t = 0..7): low byte = row r's value 2(2t) + h, high
  * byte = value 2(2t + 1) + h. */
 typedef struct {

@@ -310,7 +310,8 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 /* y[MR rows, nr <= 8 weight rows] for one group of 8 repacked rows wg; x rows from xr on. For
  * each block: every pair p of the 8 rows' values is widened to int16 from a 32-byte load with
  * shifts and masks (one vector per pair, lanes = rows) and dotted with activation pair p of
- * each row of x, broadcast; then one conversion and FMA per block per row of x. */
+ * each row of x, broadcast; then one conversion and FMA per block per row of x (and one more
+ * for the Q4 offset: Q4_1's minimum, Q4_0's -8, times the activation block's sum). */
 AI void xtile(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, float *y,
               size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
@@ -336,15 +337,7 @@ AI void xtile(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, f
                 PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8), 2 * t)
                 PAIR(_mm256_srai_epi16(v, 8), 2 * t + 1)
             }
-        } else if (wt == SLM_Q4_0_X8) {       /* signed nibbles: shift up, then arithmetic down */
-            for (int t = 0; t < 4; t++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * t));
-                PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v, 12), 12), 4 * t)
-                PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v, 8), 12), 4 * t + 1)
-                PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v, 4), 12), 4 * t + 2)
-                PAIR(_mm256_srai_epi16(v, 12), 4 * t + 3)
-            }
-        } else {
+        } else {                              /* Q4: mask and shift (no sign to extend) */
             for (int t = 0; t < 4; t++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * t));
                 PAIR(_mm256_and_si256(v, low4), 4 * t)
@@ -359,8 +352,9 @@ AI void xtile(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, f
             __m256 dx = _mm256_broadcast_ss(x->d + (xr + i) * nb + b);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[i]), _mm256_mul_ps(dw, dx), acc[i]);
         }
-        if (wt == SLM_Q4_1_X8) {              /* + m * d_x * sum(q_x) */
-            __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)));
+        if (wt != SLM_Q8_0_X8) {              /* + m * d_x * sum(q_x), Q4_0's m being -8 d */
+            __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
+                                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
             for (int i = 0; i < MR; i++)
                 acc[i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(x->s + (xr + i) * nb + b), acc[i]);
         }

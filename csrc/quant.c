@@ -168,25 +168,25 @@ int slm_repacked_type(int type) {
 /* Value j (0..31) of a Q4 block as stored: 0..15. */
 static int nibble(const uint8_t *qs, int j) { return j < QK / 2 ? qs[j] & 15 : qs[j - QK / 2] >> 4; }
 
-/* Q4 words: nibble n of word (t, r, h) is row r's value 2(4t + n) + h (xor 8: q - 8 as 4 bits). */
-static void pack_q4(const uint8_t *const qs[8], int flip, uint8_t *out) {
+/* Q4 words: nibble n of word (t, r, h) is row r's value 2(4t + n) + h. */
+static void pack_q4(const uint8_t *const qs[8], uint8_t *out) {
     for (int t = 0; t < 4; t++)
         for (int l = 0; l < 16; l++) {
             int r = l / 2, h = l % 2;
             uint16_t v = 0;
-            for (int n = 0; n < 4; n++) v |= (uint16_t)((nibble(qs[r], 2 * (4 * t + n) + h) ^ flip) << (4 * n));
+            for (int n = 0; n < 4; n++) v |= (uint16_t)(nibble(qs[r], 2 * (4 * t + n) + h) << (4 * n));
             memcpy(out + 2 * (t * 16 + l), &v, 2);
         }
 }
 
-static void unpack_q4(const uint8_t *in, int r, int flip, uint8_t *qs) {
+static void unpack_q4(const uint8_t *in, int r, uint8_t *qs) {
     memset(qs, 0, QK / 2);
     for (int t = 0; t < 4; t++)
         for (int h = 0; h < 2; h++) {
             uint16_t v;
             memcpy(&v, in + 2 * (t * 16 + 2 * r + h), 2);
             for (int n = 0; n < 4; n++) {
-                int j = 2 * (4 * t + n) + h, q = ((v >> (4 * n)) & 15) ^ flip;
+                int j = 2 * (4 * t + n) + h, q = (v >> (4 * n)) & 15;
                 qs[j % (QK / 2)] |= (uint8_t)(j < QK / 2 ? q : q << 4);
             }
         }
@@ -216,13 +216,13 @@ void slm_x8_unpack(int type, const void *x8, int r, void *block) {
         const block_q4_0x8 *in = x8;
         block_q4_0 *o = block;
         o->d = in->d[r];
-        unpack_q4(in->qs, r, 8, o->qs);
+        unpack_q4(in->qs, r, o->qs);
     } else {
         const block_q4_1x8 *in = x8;
         block_q4_1 *o = block;
         o->d = in->d[r];
         o->m = in->m[r];
-        unpack_q4(in->qs, r, 0, o->qs);
+        unpack_q4(in->qs, r, o->qs);
     }
 }
 
@@ -248,7 +248,7 @@ int slm_repack(int type, const void *src, void *dst, int64_t n, int64_t k) {
                 block_q4_0x8 *o = (block_q4_0x8 *)out;
                 const uint8_t *qs[8];
                 for (int r = 0; r < 8; r++) { o->d[r] = ((const block_q4_0 *)blk[r])->d; qs[r] = ((const block_q4_0 *)blk[r])->qs; }
-                pack_q4(qs, 8, o->qs);
+                pack_q4(qs, o->qs);
             } else {
                 block_q4_1x8 *o = (block_q4_1x8 *)out;
                 const uint8_t *qs[8];
@@ -258,7 +258,7 @@ int slm_repack(int type, const void *src, void *dst, int64_t n, int64_t k) {
                     o->m[r] = bl->m;
                     qs[r] = bl->qs;
                 }
-                pack_q4(qs, 0, o->qs);
+                pack_q4(qs, o->qs);
             }
         }
     return SLM_OK;
