@@ -49,6 +49,9 @@ typedef void (*slm_gemm_fn)(const void *w, size_t ws, const slm_act *x, int64_t 
 typedef uint64_t (*slm_probe_read_fn)(const void *p, size_t bytes);
 typedef int64_t (*slm_probe_int8_fn)(int64_t iters);
 
+/* out[n] = silu(gate) * up (see slm_silu_mul). */
+typedef void (*slm_silu_mul_fn)(const float *gate, const float *up, float *out, int64_t n);
+
 /* Attention of a block of query rows and heads (see slm_attend_generic in internal.h). */
 typedef void (*slm_attend_fn)(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g,
                               int64_t h0, int64_t hc, float *scratch);
@@ -59,16 +62,19 @@ typedef struct slm_kernels {
     slm_gemm_fn gemm_f32, gemm_f16, gemm_bf16, gemm_q8_0, gemm_q4_0, gemm_q4_1;
     slm_gemm_fn gemm_q8_0x8, gemm_q4_0x8, gemm_q4_1x8;       /* repacked weights */
     slm_attend_fn attend;
+    slm_silu_mul_fn silu_mul;
     slm_probe_read_fn probe_read;
     slm_probe_int8_fn probe_int8;
 } slm_kernels;
 
 extern const slm_kernels slm_kernels_generic;    /* matmul.c */
+void slm_silu_mul_generic(const float *gate, const float *up, float *out, int64_t n);  /* ops.c */
 #ifdef SLMKIT_HAVE_AVX2_SOURCES
 extern const slm_kernels slm_kernels_avx2;       /* matmul_avx2.c */
 extern const slm_kernels slm_kernels_avx512vnni; /* matmul_avx512vnni.c */
 void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, int64_t h0,
                      int64_t hc, float *scratch);  /* attention_avx2.c */
+void slm_silu_mul_avx2(const float *gate, const float *up, float *out, int64_t n);   /* same */
 #endif
 
 /* The variant in use (dispatch.c); chosen on first call. */

@@ -275,41 +275,53 @@ static void step_end(walker *w, int64_t n) {
 
 #define FOR_UNITS(w, n, u) for (int64_t u; (u = claim(w, n)) >= 0; unit_done(w))
 
+/* What a step's input must hold for weights a, b, c (b, c may be NULL): NEED_Q, int16 blocks
+ * for quantised weights; NEED_INTERLEAVED, also row-interleaved when many rows meet a quantised
+ * weight in its stored layout (repacked ones read the plain blocks). */
+enum { NEED_Q = 1, NEED_INTERLEAVED = 2 };
+static int input_needs(const slm_weight *a, const slm_weight *b, const slm_weight *c) {
+    const slm_weight *ws[3] = { a, b, c };
+    int need = 0;
+    for (int i = 0; i < 3; i++)
+        if (ws[i] && slm_is_quantized(ws[i]->type))
+            need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
+    return need;
+}
+
+static int interleaved(int need, int64_t rows) {
+    return (need & NEED_INTERLEAVED) && rows >= SLM_INTERLEAVE_ROWS;
+}
+
 /* Rows r0 .. r1-1 of a step input (see step_input) into buf. */
 static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int64_t rows,
-                       int64_t k, const float *norm_w, int need_q, int64_t r0, int64_t r1) {
+                       int64_t k, const float *norm_w, int need, int64_t r0, int64_t r1) {
     const float *fl = norm_w ? buf->f : src;
     if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
-    if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
-    if (need_q && rows >= SLM_INTERLEAVE_ROWS) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
+    if (need & NEED_Q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+    if (interleaved(need, rows)) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
 }
 
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
- * and (when need_q) as int16 blocks. See the banner for who makes it. */
+ * and (as `need` says, input_needs) as int16 blocks. See the banner for who makes it. */
 static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
-                          const float *norm_w, int need_q) {
+                          const float *norm_w, int need) {
     fwd_ctx *f = w->f;
     slm_llama *md = f->md;
     int own = rows <= PRIVATE_ROWS;
     slm_act_buf *buf = own ? &md->own[w->ith] : &md->in;
     if (own) {
-        input_rows(f, src, buf, rows, k, norm_w, need_q, 0, rows);
-    } else if (norm_w || need_q) {
+        input_rows(f, src, buf, rows, k, norm_w, need, 0, rows);
+    } else if (norm_w || need) {
         int64_t units = (rows + INPUT_ROWS - 1) / INPUT_ROWS;
         FOR_UNITS(w, units, u) {
             int64_t r0 = u * INPUT_ROWS, r1 = r0 + INPUT_ROWS < rows ? r0 + INPUT_ROWS : rows;
-            input_rows(f, src, buf, rows, k, norm_w, need_q, r0, r1);
+            input_rows(f, src, buf, rows, k, norm_w, need, r0, r1);
         }
         step_end(w, units);
     }
-    slm_act a = slm_act_view(buf, k, need_q && rows >= SLM_INTERLEAVE_ROWS);
+    slm_act a = slm_act_view(buf, k, interleaved(need, rows));
     a.f = norm_w ? buf->f : src;
     return a;
-}
-
-static int any_quantized(const slm_weight *a, const slm_weight *b, const slm_weight *c) {
-    return slm_is_quantized(a->type) || (b && slm_is_quantized(b->type)) ||
-           (c && slm_is_quantized(c->type));
 }
 
 /* y[i*ys + j] (+)= x row i0+i . w row j0+j for i < mi, j < nj; then + bias[j0 + j]. */
@@ -419,7 +431,7 @@ static void gate_up_step(walker *w, int l, const slm_act *x) {
         float *g = f->md->g + i0 * n + j0, *up = f->md->u + i0 * n + j0;
         linear(f, &ly->gate, c->dim, x, i0, mi, j0, nj, g, n, 0);
         linear(f, &ly->up, c->dim, x, i0, mi, j0, nj, up, n, 0);
-        for (int64_t i = 0; i < mi; i++) slm_silu_mul(g + i * n, up + i * n, g + i * n, nj);
+        for (int64_t i = 0; i < mi; i++) f->kt->silu_mul(g + i * n, up + i * n, g + i * n, nj);
     }
     step_end(w, mblocks * nu);
 }
@@ -445,19 +457,19 @@ static void forward_team(void *p, int ith, int nth) {
     for (int l = 0; l < c->n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
         slm_act in = step_input(&w, md->x, m, c->dim, ly->attn_norm,
-                                any_quantized(&ly->q, &ly->k, &ly->v));
+                                input_needs(&ly->q, &ly->k, &ly->v));
         qkv_step(&w, l, &in);
         attention_step(&w, l);
-        in = step_input(&w, md->q, m, qd, NULL, any_quantized(&ly->o, NULL, NULL));
+        in = step_input(&w, md->q, m, qd, NULL, input_needs(&ly->o, NULL, NULL));
         residual_step(&w, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
-        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, any_quantized(&ly->gate, &ly->up, NULL));
+        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, input_needs(&ly->gate, &ly->up, NULL));
         gate_up_step(&w, l, &in);
-        in = step_input(&w, md->g, m, c->ffn_dim, NULL, any_quantized(&ly->down, NULL, NULL));
+        in = step_input(&w, md->g, m, c->ffn_dim, NULL, input_needs(&ly->down, NULL, NULL));
         residual_step(&w, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
     }
     int64_t rows = w.f->all_logits ? m : 1;
     slm_act in = step_input(&w, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
-                            any_quantized(&md->head, NULL, NULL));
+                            input_needs(&md->head, NULL, NULL));
     head_step(&w, &in, rows);
 }
 

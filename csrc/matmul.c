@@ -180,7 +180,7 @@ const slm_kernels slm_kernels_generic = {
     .gemm_q8_0 = gemm_q8_0_generic, .gemm_q4_0 = gemm_q4_0_generic, .gemm_q4_1 = gemm_q4_1_generic,
     .gemm_q8_0x8 = gemm_q8_0x8_generic, .gemm_q4_0x8 = gemm_q4_0x8_generic,
     .gemm_q4_1x8 = gemm_q4_1x8_generic,
-    .attend = slm_attend_generic,
+    .attend = slm_attend_generic, .silu_mul = slm_silu_mul_generic,
     .probe_read = probe_read_generic, .probe_int8 = probe_int8_generic,
 };
 

@@ -512,6 +512,6 @@ const slm_kernels slm_kernels_avx2 = {
     .gemm_f32 = gemm_f32_avx2, .gemm_f16 = gemm_f16_avx2, .gemm_bf16 = gemm_bf16_avx2,
     .gemm_q8_0 = gemm_q8_0_avx2, .gemm_q4_0 = gemm_q4_0_avx2, .gemm_q4_1 = gemm_q4_1_avx2,
     .gemm_q8_0x8 = gemm_q8_0x8_avx2, .gemm_q4_0x8 = gemm_q4_0x8_avx2, .gemm_q4_1x8 = gemm_q4_1x8_avx2,
-    .attend = slm_attend_avx2,
+    .attend = slm_attend_avx2, .silu_mul = slm_silu_mul_avx2,
     .probe_read = probe_read_avx2, .probe_int8 = probe_int8_avx2,
 };
