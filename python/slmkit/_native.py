@@ -13,11 +13,12 @@ from ._slmkit_cffi import ffi, lib
 F32, F16, Q4_0, Q4_1, Q8_0, BF16 = (lib.SLM_F32, lib.SLM_F16, lib.SLM_Q4_0, lib.SLM_Q4_1,
                                     lib.SLM_Q8_0, lib.SLM_BF16)
 TYPE_NAMES = {F32: "f32", F16: "f16", Q4_0: "q4_0", Q4_1: "q4_1", Q8_0: "q8_0", BF16: "bf16"}
-TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 QUANTIZED = (Q4_0, Q4_1, Q8_0)
-# Repacked layouts (slm_repack): 8 rows interleaved block by block, made at load time.
+# Repacked layouts (slm_repack): 8 rows interleaved block by block, made at load time; in
+# memory only, never in files.
 Q4_0_X8, Q4_1_X8, Q8_0_X8 = lib.SLM_Q4_0_X8, lib.SLM_Q4_1_X8, lib.SLM_Q8_0_X8
 TYPE_NAMES.update({Q4_0_X8: "q4_0_x8", Q4_1_X8: "q4_1_x8", Q8_0_X8: "q8_0_x8"})
+TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 BLOCK = 32
 
 _ERRORS = {lib.SLM_E_TYPE: "unsupported weight type", lib.SLM_E_SHAPE: "inconsistent shapes",
