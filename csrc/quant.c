@@ -111,6 +111,7 @@ int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k) 
     if (slm_x8_base(type) && n >= 0 && k >= 0) {     /* unpack each row, then as the base type */
         int base = slm_x8_base(type);
         int64_t nb = (k + QK - 1) / QK;
+        if (nb == 0) return SLM_OK;
         size_t bs = rs / (size_t)nb;                 /* bytes of one base block */
         uint8_t *row = malloc(rs);                   /* [rs] one row in the base layout */
         if (!row) return SLM_E_NOMEM;
@@ -232,31 +233,37 @@ int slm_repack(int type, const void *src, void *dst, int64_t n, int64_t k) {
     size_t rs = slm_row_size(type, k);
     int64_t nb = (k + QK - 1) / QK;
     size_t bs = nb ? rs / (size_t)nb : 0;                 /* bytes of one base block */
-    static const uint8_t zero[sizeof(block_q8_0)];        /* a zero block for missing rows */
+    static const block_q8_0 zero;                         /* a zero block (the largest) */
     for (int64_t g = 0; g < (n + 7) / 8; g++)
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk[8];                        /* [8 rows] block b of each row */
             for (int r = 0; r < 8; r++)
-                blk[r] = g * 8 + r < n ? (const uint8_t *)src + (size_t)(g * 8 + r) * rs + b * bs : zero;
+                blk[r] = g * 8 + r < n ? (const uint8_t *)src + (size_t)(g * 8 + r) * rs + b * bs
+                                       : (const uint8_t *)&zero;
             uint8_t *out = (uint8_t *)dst + (size_t)(g * 8) * rs + (size_t)b * 8 * bs;
             if (type == SLM_Q8_0) {
                 block_q8_0x8 *o = (block_q8_0x8 *)out;
-                const int8_t *qs[8];
-                for (int r = 0; r < 8; r++) { o->d[r] = ((const block_q8_0 *)blk[r])->d; qs[r] = ((const block_q8_0 *)blk[r])->qs; }
+                const int8_t *qs[8];                      /* [8 rows] */
+                for (int r = 0; r < 8; r++) {
+                    o->d[r] = ((const block_q8_0 *)blk[r])->d;
+                    qs[r] = ((const block_q8_0 *)blk[r])->qs;
+                }
                 pack_q8(qs, o->qs);
             } else if (type == SLM_Q4_0) {
                 block_q4_0x8 *o = (block_q4_0x8 *)out;
-                const uint8_t *qs[8];
-                for (int r = 0; r < 8; r++) { o->d[r] = ((const block_q4_0 *)blk[r])->d; qs[r] = ((const block_q4_0 *)blk[r])->qs; }
+                const uint8_t *qs[8];                     /* [8 rows] */
+                for (int r = 0; r < 8; r++) {
+                    o->d[r] = ((const block_q4_0 *)blk[r])->d;
+                    qs[r] = ((const block_q4_0 *)blk[r])->qs;
+                }
                 pack_q4(qs, o->qs);
             } else {
                 block_q4_1x8 *o = (block_q4_1x8 *)out;
-                const uint8_t *qs[8];
+                const uint8_t *qs[8];                     /* [8 rows] */
                 for (int r = 0; r < 8; r++) {
-                    const block_q4_1 *bl = (const block_q4_1 *)blk[r];
-                    o->d[r] = bl->d;
-                    o->m[r] = bl->m;
-                    qs[r] = bl->qs;
+                    o->d[r] = ((const block_q4_1 *)blk[r])->d;
+                    o->m[r] = ((const block_q4_1 *)blk[r])->m;
+                    qs[r] = ((const block_q4_1 *)blk[r])->qs;
                 }
                 pack_q4(qs, o->qs);
             }
