@@ -39,7 +39,9 @@ def _same_as_op_by_op(model, ids, logits):
         ref = model.arch.forward(ids, model.arch.new_cache(len(ids)))
     finally:
         model.arch.compiled = compiled
-    assert np.linalg.norm(logits - ref) <= 1e-5 * np.linalg.norm(ref)
+    # the op-by-op pass multiplies the weights as stored, the compiled one repacked (other float
+    # sums for a few rows); on SmolLM2 each is ~1e-4 from float64 (tests/test_smollm2_precision.py)
+    assert np.linalg.norm(logits - ref) <= 5e-4 * np.linalg.norm(ref)
 
 
 @pytest.mark.parametrize("threads", THREADS)

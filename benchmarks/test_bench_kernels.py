@@ -1,6 +1,8 @@
 """Benchmarks of slm_matmul (pytest-benchmark): every weight format x decode (m=1) and prefill
 (m=512) on the linear shapes of SmolLM2-135M and Qwen2.5-0.5B (random weights), plus the
-machine-limit probes they are judged against.
+machine-limit probes they are judged against. The *_x8 formats are the quantised ones repacked
+as the forward pass runs them (8 rows interleaved per block, slm_repack); the plain ones are the
+layout of the files (slm_matmul on weights as stored).
 
 extra_info of each case: GOPS (2*m*n*k / s), GB/s (weight bytes / s), and the fraction of the
 limit that bounds it, measured in the same run: decode (weights cycled through copies larger
@@ -22,9 +24,11 @@ SHAPES = {   # (k, n) of the linear layers
     "qwen2.5-0.5b": [(896, 896), (896, 128), (896, 4864), (4864, 896)],
 }
 CASES = [(model, k, n) for model, shapes in SHAPES.items() for k, n in shapes]
-FORMATS = ["q8_0", "q4_0", "q4_1", "f16", "f32"]
+FORMATS = ["q8_0_x8", "q4_0_x8", "q4_1_x8", "q8_0", "q4_0", "q4_1", "f16", "f32"]
+QUANT = ("q8_0", "q4_0", "q4_1")
 MS = [1, 512]                                            # decode, prefill
 REL_TOL = {"q8_0": 2e-3, "q4_0": 2e-3, "q4_1": 2e-3, "f16": 1e-5, "f32": 1e-5}
+REL_TOL.update({f"{f}_x8": REL_TOL[f] for f in QUANT})
 COLD_BYTES = 96 << 20                                    # decode weights beyond a 32 MB L3
 
 
@@ -32,7 +36,9 @@ def make(k, n, m, fmt, seed=0):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.05)
     x = rng.standard_normal((m, k), dtype=np.float32)
-    return nat.quantize(w, fmt), x
+    base = fmt.removesuffix("_x8")
+    raw = nat.quantize(w, base)
+    return (nat.repack(raw, base, n, k)[0] if fmt != base else raw), x
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -57,7 +63,7 @@ def test_bench_matmul(benchmark, limits, model, k, n, fmt, m, threads):
     else:
         benchmark(nat.matmul, x, raw, fmt, n, k, pool(threads), out)
 
-    ref = x.astype(np.float64) @ nat.dequantize(raw, fmt, k).astype(np.float64).T
+    ref = x.astype(np.float64) @ nat.dequantize(raw, fmt, k, n).astype(np.float64).T
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert err < REL_TOL[fmt], err
     if benchmark.disabled:
@@ -69,7 +75,7 @@ def test_bench_matmul(benchmark, limits, model, k, n, fmt, m, threads):
     if m == 1:
         info["read_GBps"] = round(limits.read_gbps(threads), 2)
         info["frac_read_bw"] = round(gbps / info["read_GBps"], 3)
-    elif fmt in ("q8_0", "q4_0", "q4_1"):
+    elif fmt.removesuffix("_x8") in QUANT:
         info["int8_GOPS"] = round(limits.int8_gops(threads), 2)
         info["frac_int8_peak"] = round(gops / info["int8_GOPS"], 3)
 

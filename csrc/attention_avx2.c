@@ -46,6 +46,22 @@ AI __m256 exp_neg(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+/* out[n] = silu(gate) * up with e = e^-|g|: sigmoid(g) = 1/(1 + e) for g >= 0 and e/(1 + e)
+ * below, so the exponential never overflows (and flushes to 0 for g < -87, where silu is -0).
+ * Elementwise: out may alias gate or up. Lives here for exp_neg. */
+void slm_silu_mul_avx2(const float *gate, const float *up, float *out, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), signbit = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp_neg(_mm256_or_ps(g, signbit));                      /* e^-|g| */
+        __m256 num = _mm256_blendv_ps(one, e, g);                          /* sign of g picks */
+        __m256 s = _mm256_div_ps(_mm256_mul_ps(g, num), _mm256_add_ps(one, e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    slm_silu_mul_generic(gate + i, up + i, out + i, n - i);
+}
+
 /* In place: x[0..n) -> softmax, x[n..n_pad) -> 0 (n_pad a multiple of 8, n >= 1). */
 static void softmax_padded(float *x, int64_t n, int64_t n_pad) {
     int64_t n8 = n / 8 * 8;

@@ -33,6 +33,38 @@ typedef struct {
 } block_q4_1;
 _Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must be 20 bytes");
 
+/* ---- repacked layouts (made at load time by slm_repack, never stored in files) -------------
+ *
+ * Eight weight rows interleaved block by block: a group holds block b of rows 8g .. 8g+7, so one
+ * vector lane per row and a pass over a block gives 8 outputs at once. The values are arranged
+ * so that a 32-byte load widens to int16 with shifts and masks only (no shuffles): pair p of a
+ * row (values 2p and 2p+1) sits in two adjacent 16-bit lanes, lane 2r + h holding row r's value
+ * 2p + h, and one activation pair broadcast to all lanes multiplies 8 rows at once.
+ *
+ * Q4 (qs as 64 uint16 words w[t*16 + 2r + h], t = 0..3): nibble n (bits 4n .. 4n+3) of word
+ * (t, r, h) is row r's value 2(4t + n) + h, as stored (0..15: Q4_0's -8 is applied per block
+ * through the activation sum, as Q4_1's minimum is).
+ * Q8 (qs as 128 words w[t*16 + 2r + h], t = 0..7): low byte = row r's value 2(2t) + h, high
+ * byte = value 2(2t + 1) + h. */
+typedef struct {
+    uint16_t d[8];          /* [8 rows] fp16 scales */
+    uint8_t  qs[128];       /* [4][16] words of 4 nibbles */
+} block_q4_0x8;
+_Static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0), "block_q4_0x8 is 8 blocks");
+
+typedef struct {
+    uint16_t d[8];          /* [8 rows] fp16 scales */
+    uint16_t m[8];          /* [8 rows] fp16 minimums */
+    uint8_t  qs[128];       /* [4][16] words of 4 nibbles */
+} block_q4_1x8;
+_Static_assert(sizeof(block_q4_1x8) == 8 * sizeof(block_q4_1), "block_q4_1x8 is 8 blocks");
+
+typedef struct {
+    uint16_t d[8];          /* [8 rows] fp16 scales */
+    int8_t   qs[256];       /* [8][16] words of 2 bytes */
+} block_q8_0x8;
+_Static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "block_q8_0x8 is 8 blocks");
+
 /* Activations (internal, never stored) are quantised on the fly to int16 per block of 32 values
  * (see slm_act in kernels.h): x[j] ~ d * q[j], d = amax / 32767. int8 activations (ggml's Q8_0)
  * lose the small values of a block that holds an outlier channel: SmolLM2's logits moved by 2.8%

@@ -1,6 +1,6 @@
 /* dispatch.c - picks the matmul kernel variant for this CPU at run time.
  *
- * The best supported variant is chosen on first use; SLMKIT_KERNEL=generic|avx2 in the
+ * The best supported variant is chosen on first use; SLMKIT_KERNEL=generic|avx2|avx512vnni in the
  * environment overrides it (at first use), and slm_set_kernel switches it later (tests).
  */
 #include <stdatomic.h>
@@ -20,18 +20,30 @@ static int cpu_has_avx2(void) {
 #endif
 }
 
+static int cpu_has_avx512vnni(void) {
+#if defined(SLMKIT_HAVE_AVX2_SOURCES) && (defined(__GNUC__) || defined(__clang__))
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
 /* The variant called `name`, or NULL if unknown or not runnable on this CPU. */
 static const slm_kernels *find_variant(const char *name) {
     if (!name) return NULL;
     if (strcmp(name, "generic") == 0) return &slm_kernels_generic;
 #ifdef SLMKIT_HAVE_AVX2_SOURCES
     if (strcmp(name, "avx2") == 0 && cpu_has_avx2()) return &slm_kernels_avx2;
+    if (strcmp(name, "avx512vnni") == 0 && cpu_has_avx512vnni()) return &slm_kernels_avx512vnni;
 #endif
     return NULL;
 }
 
 static const slm_kernels *best_variant(void) {
 #ifdef SLMKIT_HAVE_AVX2_SOURCES
+    if (cpu_has_avx512vnni()) return &slm_kernels_avx512vnni;
     if (cpu_has_avx2()) return &slm_kernels_avx2;
 #endif
     return &slm_kernels_generic;

@@ -29,6 +29,17 @@ int slm_pool_team_size(const slm_pool *pool);
 
 
 
+/* ---- repacked weights (quant.c; layouts in blocks.h) ---------------------------------------- */
+
+/* The base type (SLM_Q4_0, SLM_Q4_1, SLM_Q8_0) of a repacked type, or 0. */
+static inline int slm_x8_base(int type) {
+    return type == SLM_Q4_0_X8 ? SLM_Q4_0 : type == SLM_Q4_1_X8 ? SLM_Q4_1
+         : type == SLM_Q8_0_X8 ? SLM_Q8_0 : 0;
+}
+
+/* Row r (0..7) of one repacked block (block_q4_0x8, ...), as a block of the base type. */
+void slm_x8_unpack(int type, const void *x8, int r, void *block);
+
 /* ---- RoPE and attention pieces (attention.c), for passes that schedule their own work ---- */
 
 /* cos/sin of pairs j0 .. j0+nj-1 at position pos: c[nj], s[nj]. */

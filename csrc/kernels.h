@@ -36,7 +36,8 @@ typedef void (*slm_quantize_act_fn)(const float *x, int16_t *q, float *d, float 
 /* Rows i0 .. i0+m-1 of x times weight rows 0 .. n-1:
  *   y[i*ys + j] = dot(x row i0+i, w row j)       (acc = 0)
  *   y[i*ys + j] += dot(x row i0+i, w row j)      (acc = 1)
- * w: n rows of ws bytes in the weight type. */
+ * w: n rows of ws bytes in the weight type; for repacked types (SLM_*_X8) w starts at a group
+ * of 8 rows and ws is the base type's row size (a group is 8 * ws bytes). */
 typedef void (*slm_gemm_fn)(const void *w, size_t ws, const slm_act *x, int64_t i0,
                             float *y, size_t ys, int64_t m, int64_t n, int acc);
 
@@ -48,6 +49,9 @@ typedef void (*slm_gemm_fn)(const void *w, size_t ws, const slm_act *x, int64_t 
 typedef uint64_t (*slm_probe_read_fn)(const void *p, size_t bytes);
 typedef int64_t (*slm_probe_int8_fn)(int64_t iters);
 
+/* out[n] = silu(gate) * up (see slm_silu_mul). */
+typedef void (*slm_silu_mul_fn)(const float *gate, const float *up, float *out, int64_t n);
+
 /* Attention of a block of query rows and heads (see slm_attend_generic in internal.h). */
 typedef void (*slm_attend_fn)(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g,
                               int64_t h0, int64_t hc, float *scratch);
@@ -56,16 +60,21 @@ typedef struct slm_kernels {
     const char *name;
     slm_quantize_act_fn quantize_act;
     slm_gemm_fn gemm_f32, gemm_f16, gemm_bf16, gemm_q8_0, gemm_q4_0, gemm_q4_1;
+    slm_gemm_fn gemm_q8_0x8, gemm_q4_0x8, gemm_q4_1x8;       /* repacked weights */
     slm_attend_fn attend;
+    slm_silu_mul_fn silu_mul;
     slm_probe_read_fn probe_read;
     slm_probe_int8_fn probe_int8;
 } slm_kernels;
 
 extern const slm_kernels slm_kernels_generic;    /* matmul.c */
+void slm_silu_mul_generic(const float *gate, const float *up, float *out, int64_t n);  /* ops.c */
 #ifdef SLMKIT_HAVE_AVX2_SOURCES
 extern const slm_kernels slm_kernels_avx2;       /* matmul_avx2.c */
+extern const slm_kernels slm_kernels_avx512vnni; /* matmul_avx512vnni.c */
 void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, int64_t h0,
                      int64_t hc, float *scratch);  /* attention_avx2.c */
+void slm_silu_mul_avx2(const float *gate, const float *up, float *out, int64_t n);   /* same */
 #endif
 
 /* The variant in use (dispatch.c); chosen on first call. */
@@ -75,7 +84,7 @@ const slm_kernels *slm_kernels_get(void);
 slm_gemm_fn slm_gemm_for(const slm_kernels *kt, int wtype);
 
 static inline int slm_is_quantized(int wtype) {
-    return wtype == SLM_Q8_0 || wtype == SLM_Q4_0 || wtype == SLM_Q4_1;
+    return wtype == SLM_Q8_0 || wtype == SLM_Q4_0 || wtype == SLM_Q4_1 || slm_x8_base(wtype);
 }
 
 /* ---- activation buffers ------------------------------------------------------------------ */

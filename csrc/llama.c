@@ -1,8 +1,9 @@
 /* llama.c - a whole forward pass of a Llama-family decoder (Llama, Mistral, Qwen2, SmolLM) in C.
  *
- * Python describes the weights once (slm_llama_new: pointers into the memory-mapped file, nothing
- * is copied) and calls slm_llama_forward for every prefill or decode step, so a token costs one
- * call into C instead of a dozen per layer.
+ * Python describes the weights once (slm_llama_new: pointers into the memory-mapped file; the
+ * quantised matrices are repacked into 8-row interleaved groups, see blocks.h) and calls
+ * slm_llama_forward for every prefill or decode step, so a token costs one call into C instead
+ * of a dozen per layer.
  *
  * The pass runs as one team on the pool (slm_pool_team): every thread walks the same list of
  * steps and takes units of work from the step's counter (a unit = a range of weight rows times a
@@ -26,6 +27,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include "kernels.h"
 
 #define PRIVATE_ROWS 2    /* inputs of at most this many rows are made by every thread */
@@ -37,6 +42,8 @@
 #define FFN_UNIT 64       /* gate/up rows per unit */
 #define HEAD_UNIT 128     /* output-head rows per unit */
 #define ATT_ROWS 16       /* query rows per attention unit (prefill) */
+_Static_assert(O_UNIT % 8 == 0 && FFN_UNIT % 8 == 0 && HEAD_UNIT % 8 == 0,
+               "units of weight rows must be whole groups of repacked rows");
 
 typedef struct {
     _Atomic int64_t next;     /* next unit to claim */
@@ -64,6 +71,8 @@ struct slm_llama {
     size_t att_floats;
     step_sync *steps;               /* [n_steps] counters of a forward pass */
     size_t n_steps;
+    void **owned;                   /* [n_owned] repacked weights */
+    int n_owned;
 };
 
 static int64_t max3(int64_t a, int64_t b, int64_t c) {
@@ -73,6 +82,59 @@ static int64_t max3(int64_t a, int64_t b, int64_t c) {
 
 static int weight_ok(const slm_weight *w) {
     return w->data != NULL && slm_gemm_for(&slm_kernels_generic, w->type) != NULL;
+}
+
+/* Ask the OS to drop the resident pages of [p, p + bytes) that nothing here reads any more.
+ * MADV_PAGEOUT keeps the contents (a later read faults them back in, from the file or from
+ * swap), unlike MADV_DONTNEED, which would zero anonymous memory that Python may still use; on a
+ * memory-mapped model file it returns the copied weights' pages to the page cache. A hint only:
+ * failures and other systems are ignored. */
+static void release_pages(const void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_PAGEOUT)
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + bytes) / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
+/* Repack w [n, k] into memory of the model's own when its type has a repacked layout. */
+static int repack_weight(slm_llama *md, slm_weight *w, int64_t n, int64_t k) {
+    int rt = slm_repacked_type(w->type);
+    if (!rt) return SLM_OK;
+    size_t bytes = (size_t)((n + 7) / 8 * 8) * slm_row_size(w->type, k);
+    void *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!buf) return SLM_E_NOMEM;
+    md->owned[md->n_owned++] = buf;
+    slm_repack(w->type, w->data, buf, n, k);
+    release_pages(w->data, (size_t)n * slm_row_size(w->type, k));
+    w->type = rt;
+    w->data = buf;
+    return SLM_OK;
+}
+
+/* Every repackable matrix the forward pass multiplies by. Its units of weight rows start at
+ * multiples of 8 (whole groups): head_dim for q/k/v, the *_UNIT sizes for the others. */
+static int repack_weights(slm_llama *md) {
+    const slm_llama_config *c = &md->cfg;
+    md->owned = calloc((size_t)c->n_layers * 7 + 1, sizeof *md->owned);
+    if (!md->owned) return SLM_E_NOMEM;
+    int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int rc = repack_weight(md, &md->head, c->vocab, c->dim);
+    for (int64_t l = 0; l < c->n_layers && !rc; l++) {
+        slm_llama_layer *ly = &md->layers[l];
+        if (c->head_dim % 8 == 0) {
+            rc = rc ? rc : repack_weight(md, &ly->q, qd, c->dim);
+            rc = rc ? rc : repack_weight(md, &ly->k, kvd, c->dim);
+            rc = rc ? rc : repack_weight(md, &ly->v, kvd, c->dim);
+        }
+        rc = rc ? rc : repack_weight(md, &ly->o, c->dim, qd);
+        rc = rc ? rc : repack_weight(md, &ly->gate, c->ffn_dim, c->dim);
+        rc = rc ? rc : repack_weight(md, &ly->up, c->ffn_dim, c->dim);
+        rc = rc ? rc : repack_weight(md, &ly->down, c->dim, c->ffn_dim);
+    }
+    return rc;
 }
 
 int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const float *norm,
@@ -103,6 +165,8 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
     md->head = *head;
     md->norm = norm;
     pthread_mutex_init(&md->mu, NULL);
+    int rc = cfg->keep_layout ? SLM_OK : repack_weights(md);
+    if (rc) { slm_llama_free(md); return rc; }
     *out = md;
     return SLM_OK;
 }
@@ -127,6 +191,8 @@ static void free_scratch(slm_llama *md) {
 void slm_llama_free(slm_llama *md) {
     if (!md) return;
     free_scratch(md);
+    for (int i = 0; i < md->n_owned; i++) free(md->owned[i]);
+    free(md->owned);
     pthread_mutex_destroy(&md->mu);
     free(md->steps);
     free(md->layers);
@@ -209,41 +275,53 @@ static void step_end(walker *w, int64_t n) {
 
 #define FOR_UNITS(w, n, u) for (int64_t u; (u = claim(w, n)) >= 0; unit_done(w))
 
+/* What a step's input must hold for weights a, b, c (b, c may be NULL): NEED_Q, int16 blocks
+ * for quantised weights; NEED_INTERLEAVED, also row-interleaved when many rows meet a quantised
+ * weight in its stored layout (repacked ones read the plain blocks). */
+enum { NEED_Q = 1, NEED_INTERLEAVED = 2 };
+static int input_needs(const slm_weight *a, const slm_weight *b, const slm_weight *c) {
+    const slm_weight *ws[3] = { a, b, c };
+    int need = 0;
+    for (int i = 0; i < 3; i++)
+        if (ws[i] && slm_is_quantized(ws[i]->type))
+            need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
+    return need;
+}
+
+static int interleaved(int need, int64_t rows) {
+    return (need & NEED_INTERLEAVED) && rows >= SLM_INTERLEAVE_ROWS;
+}
+
 /* Rows r0 .. r1-1 of a step input (see step_input) into buf. */
 static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int64_t rows,
-                       int64_t k, const float *norm_w, int need_q, int64_t r0, int64_t r1) {
+                       int64_t k, const float *norm_w, int need, int64_t r0, int64_t r1) {
     const float *fl = norm_w ? buf->f : src;
     if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
-    if (need_q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
-    if (need_q && rows >= SLM_INTERLEAVE_ROWS) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
+    if (need & NEED_Q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+    if (interleaved(need, rows)) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
 }
 
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
- * and (when need_q) as int16 blocks. See the banner for who makes it. */
+ * and (as `need` says, input_needs) as int16 blocks. See the banner for who makes it. */
 static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
-                          const float *norm_w, int need_q) {
+                          const float *norm_w, int need) {
     fwd_ctx *f = w->f;
     slm_llama *md = f->md;
     int own = rows <= PRIVATE_ROWS;
     slm_act_buf *buf = own ? &md->own[w->ith] : &md->in;
     if (own) {
-        input_rows(f, src, buf, rows, k, norm_w, need_q, 0, rows);
-    } else if (norm_w || need_q) {
+        input_rows(f, src, buf, rows, k, norm_w, need, 0, rows);
+    } else if (norm_w || need) {
         int64_t units = (rows + INPUT_ROWS - 1) / INPUT_ROWS;
         FOR_UNITS(w, units, u) {
             int64_t r0 = u * INPUT_ROWS, r1 = r0 + INPUT_ROWS < rows ? r0 + INPUT_ROWS : rows;
-            input_rows(f, src, buf, rows, k, norm_w, need_q, r0, r1);
+            input_rows(f, src, buf, rows, k, norm_w, need, r0, r1);
         }
         step_end(w, units);
     }
-    slm_act a = slm_act_view(buf, k, need_q && rows >= SLM_INTERLEAVE_ROWS);
+    slm_act a = slm_act_view(buf, k, interleaved(need, rows));
     a.f = norm_w ? buf->f : src;
     return a;
-}
-
-static int any_quantized(const slm_weight *a, const slm_weight *b, const slm_weight *c) {
-    return slm_is_quantized(a->type) || (b && slm_is_quantized(b->type)) ||
-           (c && slm_is_quantized(c->type));
 }
 
 /* y[i*ys + j] (+)= x row i0+i . w row j0+j for i < mi, j < nj; then + bias[j0 + j]. */
@@ -353,7 +431,7 @@ static void gate_up_step(walker *w, int l, const slm_act *x) {
         float *g = f->md->g + i0 * n + j0, *up = f->md->u + i0 * n + j0;
         linear(f, &ly->gate, c->dim, x, i0, mi, j0, nj, g, n, 0);
         linear(f, &ly->up, c->dim, x, i0, mi, j0, nj, up, n, 0);
-        for (int64_t i = 0; i < mi; i++) slm_silu_mul(g + i * n, up + i * n, g + i * n, nj);
+        for (int64_t i = 0; i < mi; i++) f->kt->silu_mul(g + i * n, up + i * n, g + i * n, nj);
     }
     step_end(w, mblocks * nu);
 }
@@ -379,19 +457,19 @@ static void forward_team(void *p, int ith, int nth) {
     for (int l = 0; l < c->n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
         slm_act in = step_input(&w, md->x, m, c->dim, ly->attn_norm,
-                                any_quantized(&ly->q, &ly->k, &ly->v));
+                                input_needs(&ly->q, &ly->k, &ly->v));
         qkv_step(&w, l, &in);
         attention_step(&w, l);
-        in = step_input(&w, md->q, m, qd, NULL, any_quantized(&ly->o, NULL, NULL));
+        in = step_input(&w, md->q, m, qd, NULL, input_needs(&ly->o, NULL, NULL));
         residual_step(&w, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
-        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, any_quantized(&ly->gate, &ly->up, NULL));
+        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, input_needs(&ly->gate, &ly->up, NULL));
         gate_up_step(&w, l, &in);
-        in = step_input(&w, md->g, m, c->ffn_dim, NULL, any_quantized(&ly->down, NULL, NULL));
+        in = step_input(&w, md->g, m, c->ffn_dim, NULL, input_needs(&ly->down, NULL, NULL));
         residual_step(&w, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
     }
     int64_t rows = w.f->all_logits ? m : 1;
     slm_act in = step_input(&w, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
-                            any_quantized(&md->head, NULL, NULL));
+                            input_needs(&md->head, NULL, NULL));
     head_step(&w, &in, rows);
 }
 

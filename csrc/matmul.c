@@ -56,41 +56,56 @@ static float dot_bf16_generic(const uint16_t *w, const float *x, int64_t k) {
 /* Q4 value j of a block: low nibbles hold elements 0..15, high nibbles 16..31. */
 #define NIBBLE(qs, j) ((j) < QK / 2 ? (qs)[j] & 15 : (qs)[(j) - QK / 2] >> 4)
 
-/* Dots of one weight row with activation row i of x; integer sums per block, then scaled. */
-static float dot_q8_0_generic(const block_q8_0 *w, const slm_act *x, int64_t i) {
-    float sum = 0.0f;
-    for (int64_t b = 0; b < x->nb; b++) {
-        const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
-        int isum = 0;
-        for (int j = 0; j < QK; j++) isum += w[b].qs[j] * q[j];
-        sum += slm_fp16_to_fp32(w[b].d) * x->d[i * x->nb + b] * (float)isum;
-    }
-    return sum;
+/* Block b of one weight row times block b of activation row i: integer sums, then scaled. */
+static float block_q8_0_generic(const block_q8_0 *w, const slm_act *x, int64_t i, int64_t b) {
+    const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += w->qs[j] * q[j];
+    return slm_fp16_to_fp32(w->d) * x->d[i * x->nb + b] * (float)isum;
 }
 
-static float dot_q4_0_generic(const block_q4_0 *w, const slm_act *x, int64_t i) {
-    float sum = 0.0f;
-    for (int64_t b = 0; b < x->nb; b++) {
-        const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
-        int isum = 0;
-        for (int j = 0; j < QK; j++) isum += (NIBBLE(w[b].qs, j) - 8) * q[j];
-        sum += slm_fp16_to_fp32(w[b].d) * x->d[i * x->nb + b] * (float)isum;
-    }
-    return sum;
+static float block_q4_0_generic(const block_q4_0 *w, const slm_act *x, int64_t i, int64_t b) {
+    const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += (NIBBLE(w->qs, j) - 8) * q[j];
+    return slm_fp16_to_fp32(w->d) * x->d[i * x->nb + b] * (float)isum;
 }
 
-static float dot_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i) {
-    float sum = 0.0f;
-    for (int64_t b = 0; b < x->nb; b++) {
-        const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
-        int isum = 0;
-        for (int j = 0; j < QK; j++) isum += NIBBLE(w[b].qs, j) * q[j];
-        /* sum_j (d*q_j + m) * x_j = d*dx*isum + m*s */
-        sum += slm_fp16_to_fp32(w[b].d) * x->d[i * x->nb + b] * (float)isum +
-               slm_fp16_to_fp32(w[b].m) * x->s[i * x->nb + b];
-    }
-    return sum;
+static float block_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i, int64_t b) {
+    const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += NIBBLE(w->qs, j) * q[j];
+    /* sum_j (d*q_j + m) * x_j = d*dx*isum + m*s */
+    return slm_fp16_to_fp32(w->d) * x->d[i * x->nb + b] * (float)isum +
+           slm_fp16_to_fp32(w->m) * x->s[i * x->nb + b];
 }
+
+/* Dots of one weight row with activation row i of x, block by block. */
+#define DOT_QUANT_GENERIC(name, block_t)                                                       \
+    static float dot_##name##_generic(const block_t *w, const slm_act *x, int64_t i) {         \
+        float sum = 0.0f;                                                                      \
+        for (int64_t b = 0; b < x->nb; b++) sum += block_##name##_generic(&w[b], x, i, b);     \
+        return sum;                                                                            \
+    }
+DOT_QUANT_GENERIC(q8_0, block_q8_0)
+DOT_QUANT_GENERIC(q4_0, block_q4_0)
+DOT_QUANT_GENERIC(q4_1, block_q4_1)
+
+/* The same dots for row r of a repacked group (w: the group's first block): each block is
+ * unpacked to the base layout first, so the sums are those of the base type, bit for bit. */
+#define DOT_X8_GENERIC(name, block_t, xtype)                                                   \
+    static float dot_##name##x8_generic(const uint8_t *w, int r, const slm_act *x, int64_t i) { \
+        float sum = 0.0f;                                                                      \
+        for (int64_t b = 0; b < x->nb; b++) {                                                  \
+            block_t blk;                                                                       \
+            slm_x8_unpack(xtype, w + (size_t)b * 8 * sizeof(block_t), r, &blk);                \
+            sum += block_##name##_generic(&blk, x, i, b);                                      \
+        }                                                                                      \
+        return sum;                                                                            \
+    }
+DOT_X8_GENERIC(q8_0, block_q8_0, SLM_Q8_0_X8)
+DOT_X8_GENERIC(q4_0, block_q4_0, SLM_Q4_0_X8)
+DOT_X8_GENERIC(q4_1, block_q4_1, SLM_Q4_1_X8)
 
 #define STORE(y, v, acc) ((acc) ? (*(y) += (v)) : (*(y) = (v)))
 
@@ -111,12 +126,25 @@ static float dot_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i) 
                 STORE(&y[i * ys + j], dot_##name##_generic(                                    \
                           (const block_t *)((const uint8_t *)w + j * ws), x, i0 + i), acc);    \
     }
+/* Repacked weights: w starts at a group (rows 8g ..), row j is row j % 8 of group j / 8. */
+#define GEMM_X8_GENERIC(name)                                                                  \
+    static void gemm_##name##x8_generic(const void *w, size_t ws, const slm_act *x, int64_t i0, \
+                                        float *y, size_t ys, int64_t m, int64_t n, int acc) {  \
+        for (int64_t i = 0; i < m; i++)                                                        \
+            for (int64_t j = 0; j < n; j++)                                                    \
+                STORE(&y[i * ys + j], dot_##name##x8_generic(                                  \
+                          (const uint8_t *)w + (size_t)(j / 8) * 8 * ws, (int)(j % 8), x,      \
+                          i0 + i), acc);                                                       \
+    }
 GEMM_FLOAT_GENERIC(f32, float)
 GEMM_FLOAT_GENERIC(f16, uint16_t)
 GEMM_FLOAT_GENERIC(bf16, uint16_t)
 GEMM_QUANT_GENERIC(q8_0, block_q8_0)
 GEMM_QUANT_GENERIC(q4_0, block_q4_0)
 GEMM_QUANT_GENERIC(q4_1, block_q4_1)
+GEMM_X8_GENERIC(q8_0)
+GEMM_X8_GENERIC(q4_0)
+GEMM_X8_GENERIC(q4_1)
 
 /* ---- probes (plain C; the compiler may vectorise them) -------------------------------------- */
 
@@ -150,7 +178,9 @@ const slm_kernels slm_kernels_generic = {
     .quantize_act = quantize_act_generic,
     .gemm_f32 = gemm_f32_generic, .gemm_f16 = gemm_f16_generic, .gemm_bf16 = gemm_bf16_generic,
     .gemm_q8_0 = gemm_q8_0_generic, .gemm_q4_0 = gemm_q4_0_generic, .gemm_q4_1 = gemm_q4_1_generic,
-    .attend = slm_attend_generic,
+    .gemm_q8_0x8 = gemm_q8_0x8_generic, .gemm_q4_0x8 = gemm_q4_0x8_generic,
+    .gemm_q4_1x8 = gemm_q4_1x8_generic,
+    .attend = slm_attend_generic, .silu_mul = slm_silu_mul_generic,
     .probe_read = probe_read_generic, .probe_int8 = probe_int8_generic,
 };
 
@@ -162,6 +192,9 @@ slm_gemm_fn slm_gemm_for(const slm_kernels *kt, int wtype) {
     case SLM_Q8_0: return kt->gemm_q8_0;
     case SLM_Q4_0: return kt->gemm_q4_0;
     case SLM_Q4_1: return kt->gemm_q4_1;
+    case SLM_Q8_0_X8: return kt->gemm_q8_0x8;
+    case SLM_Q4_0_X8: return kt->gemm_q4_0x8;
+    case SLM_Q4_1_X8: return kt->gemm_q4_1x8;
     default:       return NULL;
     }
 }

@@ -6,7 +6,7 @@
  * the matmuls, so they stay single-threaded.
  */
 #include <math.h>
-#include "internal.h"
+#include "kernels.h"
 
 /* Number of independent partial sums in a reduction: 8 doubles = four SSE2 / two AVX vectors,
  * enough to hide the add latency. */
@@ -39,6 +39,11 @@ void slm_rmsnorm(const float *x, const float *weight, float *out, int64_t m, int
 }
 
 void slm_silu_mul(const float *gate, const float *up, float *out, int64_t n) {
+    slm_kernels_get()->silu_mul(gate, up, out, n);
+}
+
+/* The reference of slm_kernels.silu_mul. */
+void slm_silu_mul_generic(const float *gate, const float *up, float *out, int64_t n) {
     /* silu(g) = g * sigmoid(g) = g / (1 + e^-g). For g << 0, e^-g overflows to inf and the
      * quotient is a correctly signed 0, so no clamp is needed. Elementwise, so out may alias. */
     for (int64_t i = 0; i < n; i++) {

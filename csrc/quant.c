@@ -5,11 +5,13 @@
  * quantised as if the missing tail values were 0.
  */
 #include <math.h>
+#include <stdlib.h>
 #include "internal.h"
 #include "blocks.h"
 
 size_t slm_row_size(int type, int64_t k) {
     if (k < 0) return 0;
+    if (slm_x8_base(type)) type = slm_x8_base(type);   /* 8 rows of a group, 8 blocks a block */
     size_t nb = (size_t)((k + QK - 1) / QK);   /* blocks per row */
     switch (type) {
     case SLM_F32:  return (size_t)k * 4;
@@ -106,6 +108,22 @@ int slm_quantize(int type, const float *src, void *dst, int64_t n, int64_t k) {
 
 int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k) {
     size_t rs = slm_row_size(type, k);
+    if (slm_x8_base(type) && n >= 0 && k >= 0) {     /* unpack each row, then as the base type */
+        int base = slm_x8_base(type);
+        int64_t nb = (k + QK - 1) / QK;
+        if (nb == 0) return SLM_OK;
+        size_t bs = rs / (size_t)nb;                 /* bytes of one base block */
+        uint8_t *row = malloc(rs);                   /* [rs] one row in the base layout */
+        if (!row) return SLM_E_NOMEM;
+        for (int64_t r = 0; r < n; r++) {
+            const uint8_t *grp = (const uint8_t *)src + (size_t)(r / 8) * 8 * rs;
+            for (int64_t b = 0; b < nb; b++)
+                slm_x8_unpack(type, grp + (size_t)b * 8 * bs, (int)(r % 8), row + (size_t)b * bs);
+            slm_dequantize(base, row, dst + r * k, 1, k);
+        }
+        free(row);
+        return SLM_OK;
+    }
     if (type != SLM_F32 && type != SLM_F16 && type != SLM_BF16 && type != SLM_Q8_0 &&
         type != SLM_Q4_0 && type != SLM_Q4_1) return SLM_E_TYPE;
     if (n < 0 || k < 0) return SLM_E_SHAPE;
@@ -138,5 +156,117 @@ int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k) 
             }
         }
     }
+    return SLM_OK;
+}
+
+/* ---- repacked layouts (see blocks.h) -------------------------------------------------------- */
+
+int slm_repacked_type(int type) {
+    return type == SLM_Q4_0 ? SLM_Q4_0_X8 : type == SLM_Q4_1 ? SLM_Q4_1_X8
+         : type == SLM_Q8_0 ? SLM_Q8_0_X8 : 0;
+}
+
+/* Value j (0..31) of a Q4 block as stored: 0..15. */
+static int nibble(const uint8_t *qs, int j) { return j < QK / 2 ? qs[j] & 15 : qs[j - QK / 2] >> 4; }
+
+/* Q4 words: nibble n of word (t, r, h) is row r's value 2(4t + n) + h. */
+static void pack_q4(const uint8_t *const qs[8], uint8_t *out) {
+    for (int t = 0; t < 4; t++)
+        for (int l = 0; l < 16; l++) {
+            int r = l / 2, h = l % 2;
+            uint16_t v = 0;
+            for (int n = 0; n < 4; n++) v |= (uint16_t)(nibble(qs[r], 2 * (4 * t + n) + h) << (4 * n));
+            memcpy(out + 2 * (t * 16 + l), &v, 2);
+        }
+}
+
+static void unpack_q4(const uint8_t *in, int r, uint8_t *qs) {
+    memset(qs, 0, QK / 2);
+    for (int t = 0; t < 4; t++)
+        for (int h = 0; h < 2; h++) {
+            uint16_t v;
+            memcpy(&v, in + 2 * (t * 16 + 2 * r + h), 2);
+            for (int n = 0; n < 4; n++) {
+                int j = 2 * (4 * t + n) + h, q = (v >> (4 * n)) & 15;
+                qs[j % (QK / 2)] |= (uint8_t)(j < QK / 2 ? q : q << 4);
+            }
+        }
+}
+
+/* Q8 words: low byte of word (t, r, h) is row r's value 2(2t) + h, high byte value 2(2t+1) + h. */
+static void pack_q8(const int8_t *const qs[8], int8_t *out) {
+    for (int t = 0; t < 8; t++)
+        for (int l = 0; l < 16; l++) {
+            int r = l / 2, h = l % 2;
+            out[2 * (t * 16 + l)] = qs[r][2 * (2 * t) + h];
+            out[2 * (t * 16 + l) + 1] = qs[r][2 * (2 * t + 1) + h];
+        }
+}
+
+void slm_x8_unpack(int type, const void *x8, int r, void *block) {
+    if (type == SLM_Q8_0_X8) {
+        const block_q8_0x8 *in = x8;
+        block_q8_0 *o = block;
+        o->d = in->d[r];
+        for (int t = 0; t < 8; t++)
+            for (int h = 0; h < 2; h++) {
+                o->qs[2 * (2 * t) + h] = in->qs[2 * (t * 16 + 2 * r + h)];
+                o->qs[2 * (2 * t + 1) + h] = in->qs[2 * (t * 16 + 2 * r + h) + 1];
+            }
+    } else if (type == SLM_Q4_0_X8) {
+        const block_q4_0x8 *in = x8;
+        block_q4_0 *o = block;
+        o->d = in->d[r];
+        unpack_q4(in->qs, r, o->qs);
+    } else {
+        const block_q4_1x8 *in = x8;
+        block_q4_1 *o = block;
+        o->d = in->d[r];
+        o->m = in->m[r];
+        unpack_q4(in->qs, r, o->qs);
+    }
+}
+
+int slm_repack(int type, const void *src, void *dst, int64_t n, int64_t k) {
+    if (!slm_repacked_type(type)) return SLM_E_TYPE;
+    if (n < 0 || k < 0) return SLM_E_SHAPE;
+    size_t rs = slm_row_size(type, k);
+    int64_t nb = (k + QK - 1) / QK;
+    size_t bs = nb ? rs / (size_t)nb : 0;                 /* bytes of one base block */
+    static const block_q8_0 zero;                         /* a zero block (the largest) */
+    for (int64_t g = 0; g < (n + 7) / 8; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk[8];                        /* [8 rows] block b of each row */
+            for (int r = 0; r < 8; r++)
+                blk[r] = g * 8 + r < n ? (const uint8_t *)src + (size_t)(g * 8 + r) * rs + b * bs
+                                       : (const uint8_t *)&zero;
+            uint8_t *out = (uint8_t *)dst + (size_t)(g * 8) * rs + (size_t)b * 8 * bs;
+            if (type == SLM_Q8_0) {
+                block_q8_0x8 *o = (block_q8_0x8 *)out;
+                const int8_t *qs[8];                      /* [8 rows] */
+                for (int r = 0; r < 8; r++) {
+                    o->d[r] = ((const block_q8_0 *)blk[r])->d;
+                    qs[r] = ((const block_q8_0 *)blk[r])->qs;
+                }
+                pack_q8(qs, o->qs);
+            } else if (type == SLM_Q4_0) {
+                block_q4_0x8 *o = (block_q4_0x8 *)out;
+                const uint8_t *qs[8];                     /* [8 rows] */
+                for (int r = 0; r < 8; r++) {
+                    o->d[r] = ((const block_q4_0 *)blk[r])->d;
+                    qs[r] = ((const block_q4_0 *)blk[r])->qs;
+                }
+                pack_q4(qs, o->qs);
+            } else {
+                block_q4_1x8 *o = (block_q4_1x8 *)out;
+                const uint8_t *qs[8];                     /* [8 rows] */
+                for (int r = 0; r < 8; r++) {
+                    o->d[r] = ((const block_q4_1 *)blk[r])->d;
+                    o->m[r] = ((const block_q4_1 *)blk[r])->m;
+                    qs[r] = ((const block_q4_1 *)blk[r])->qs;
+                }
+                pack_q4(qs, o->qs);
+            }
+        }
     return SLM_OK;
 }

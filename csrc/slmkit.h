@@ -32,7 +32,12 @@ enum slm_type {
     SLM_Q4_0 = 2,   /* 32 x 4-bit, fp16 scale d:            x = d * (q - 8)        18 bytes */
     SLM_Q4_1 = 3,   /* 32 x 4-bit, fp16 scale d, fp16 min m: x = d * q + m          20 bytes */
     SLM_Q8_0 = 8,   /* 32 x int8,  fp16 scale d:            x = d * q              34 bytes */
-    SLM_BF16 = 30
+    SLM_BF16 = 30,
+    /* Q4_0 / Q4_1 / Q8_0 repacked by slm_repack: groups of 8 rows interleaved block by block,
+     * the layout the kernels read fastest. Row size as the base type; n rows take ceil(n/8)*8. */
+    SLM_Q4_0_X8 = 1002,
+    SLM_Q4_1_X8 = 1003,
+    SLM_Q8_0_X8 = 1008
 };
 
 enum slm_error {
@@ -52,6 +57,13 @@ int slm_quantize(int type, const float *src, void *dst, int64_t n, int64_t k);
 
 /* Dequantise n rows of k values stored in `type` back to float32. */
 int slm_dequantize(int type, const void *src, float *dst, int64_t n, int64_t k);
+
+/* The repacked type of a Q4_0, Q4_1 or Q8_0 weight (SLM_*_X8), or 0 for other types. */
+int slm_repacked_type(int type);
+
+/* Repack n rows of k values of `type` (Q4_0, Q4_1, Q8_0) into slm_repacked_type(type): dst holds
+ * ceil(n/8)*8 * slm_row_size(type, k) bytes (missing rows of the last group are zero). */
+int slm_repack(int type, const void *src, void *dst, int64_t n, int64_t k);
 
 /* ---- CPU features and kernel selection ------------------------------------------------------ */
 
@@ -158,13 +170,17 @@ typedef struct {
     float norm_eps, rope_base;
     int rope_interleaved;   /* 1: pairs (2j, 2j+1); 0: pairs (j, j + head_dim/2) */
     int kv_type;            /* KV cache: SLM_F32, or SLM_Q8_0 = int8 rows, one float scale each */
+    int keep_layout;        /* 1: run Q4_0/Q4_1/Q8_0 weights as stored; 0: repack them (below) */
 } slm_llama_config;
 
 typedef struct slm_llama slm_llama;
 
 /* Describe a model: embed [vocab, dim], norm [dim], head [vocab, dim] (may be the embedding),
- * layers [n_layers]. Only the descriptors are copied, never the weights. Writes *out and returns
- * 0, or SLM_E_SHAPE / SLM_E_TYPE (unsupported weight type, missing tensor) / SLM_E_NOMEM. */
+ * layers [n_layers]. The weights stay where they are (memory-mapped files), except that, unless
+ * cfg->keep_layout, the Q4_0/Q4_1/Q8_0 matrices of the layers and the head are repacked once into
+ * the model's own memory (slm_repack: the layout the kernels read fastest; the mapped originals
+ * are then no longer read, but for the embedding rows of the tokens fed). Writes *out and
+ * returns 0, or SLM_E_SHAPE / SLM_E_TYPE (unsupported weight type, missing tensor) / SLM_E_NOMEM. */
 int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const float *norm,
                   const slm_weight *head, const slm_llama_layer *layers, slm_llama **out);
 void slm_llama_free(slm_llama *model);

@@ -71,6 +71,21 @@ def test_compiled_equals_op_by_op_and_float64(wtype, config, variant):
     assert rel(a, c) < (2e-6 if wtype == "f32" else 2e-4), rel(a, c)
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("wtype", ["q8_0", "q4_0", "q4_1"])
+def test_repacked_weights_equal_stored_layout(wtype, config, monkeypatch):
+    """The compiled pass repacks quantised weights at load (8-row groups); SLMKIT_REPACK=0 runs
+    them as stored. Same integer dots, float sums in another order (decode), carried through
+    the layers: float32 rounding apart, as the compiled and op-by-op passes are."""
+    fast = models(wtype, config)[0]
+    monkeypatch.setenv("SLMKIT_REPACK", "0")
+    stored = models(wtype, config)[0]
+    rng = np.random.default_rng(2)
+    ids, steps = rng.integers(3, 259, 11), rng.integers(3, 259, 3)
+    a, b = run(fast, ids, steps), run(stored, ids, steps)
+    assert rel(a, b) < 1e-4, rel(a, b)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 5])
 @pytest.mark.parametrize("m", [1, 2, 3, 70, 125])
 def test_rows_and_threads(m, threads):

@@ -270,6 +270,55 @@ def test_simd_matches_generic(wtype, k, n, m, kernel):
         assert np.abs(y - ref).max() <= 1e-5 * scale, (v, np.abs(y - ref).max() / scale)
 
 
+# ---- repacked weights (8 rows interleaved per block, csrc/blocks.h) ---------------------------
+
+@pytest.mark.parametrize("wtype", QTYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("n", [1, 7, 8, 13, 64])
+@pytest.mark.parametrize("k", [32, 33, 172, 576])
+def test_repack_keeps_every_value(wtype, n, k):
+    rng = np.random.default_rng(n * 100 + k)
+    raw, _ = weights(rng, wtype, n, k)
+    packed, rtype = nat.repack(raw, wtype, n, k)
+    assert packed.shape == (-(-n // 8) * 8, nat.row_size(wtype, k)) and rtype != wtype
+    np.testing.assert_array_equal(nat.dequantize(packed, rtype, k, n), nat.dequantize(raw, wtype, k))
+    # the bytes really moved: a repacked group is not the rows side by side (n >= 8 for a full group)
+    if n >= 8:
+        assert not np.array_equal(packed[:8], raw[:8])
+
+
+def test_repack_rejects_other_types():
+    with pytest.raises(nat.NativeError, match="no repacked layout"):
+        nat.repack(np.zeros((8, 64), np.uint8), nat.F16, 8, 32)
+
+
+@pytest.mark.parametrize("wtype", QTYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("k", [32, 33, 172, 576, 1536])
+@pytest.mark.parametrize("n,m", [(1, 1), (8, 1), (13, 3), (64, 17), (577, 1), (577, 64), (200, 7)])
+def test_repacked_matmul_matches_stored_layout(wtype, k, n, m, kernel):
+    """The generic kernel on repacked weights gives the stored layout's bits; every SIMD variant
+    stays within 1e-5 of it (other summation order), for decode and prefill shapes."""
+    rng = np.random.default_rng(3 * k + n + m)
+    raw, wd = weights(rng, wtype, n, k)
+    packed, rtype = nat.repack(raw, wtype, n, k)
+    x = rand(rng, m, k)
+    nat.set_kernel("generic")
+    ref = nat.matmul(x, raw, wtype, n, k)
+    np.testing.assert_array_equal(nat.matmul(x, packed, rtype, n, k), ref)
+    scale = np.abs(ref).max()
+    for v in VARIANTS[1:]:
+        nat.set_kernel(v)
+        y = nat.matmul(x, packed, rtype, n, k, pool=nat.Pool(3))
+        assert np.abs(y - ref).max() <= 1e-5 * scale, (v, np.abs(y - ref).max() / scale)
+    assert rel_err(y if len(VARIANTS) > 1 else ref, x.astype(np.float64) @ wd.T) < REL_TOL[wtype] * 3
+
+
+def test_repacked_matmul_checks_the_size():
+    raw = nat.quantize(np.ones((13, 64), np.float32), nat.Q4_0)
+    packed, rtype = nat.repack(raw, nat.Q4_0, 13, 64)
+    with pytest.raises(ValueError, match="needs"):
+        nat.matmul(np.ones((1, 64), np.float32), packed[:13], rtype, 13, 64)
+
+
 @pytest.mark.parametrize("wtype", ALL_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
 @pytest.mark.parametrize("n,m,k", [(577, 1, 576), (64, 64, 172), (7, 130, 64), (1536, 3, 576)])
 def test_threads_identical(wtype, n, m, k):
@@ -302,7 +351,7 @@ def test_physical_cores():
 
 
 def test_kernel_selection(kernel):
-    assert nat.kernel_name() in ("generic", "avx2")
+    assert nat.kernel_name() in ("generic", "avx2", "avx512vnni")
     nat.set_kernel("generic")
     assert nat.kernel_name() == "generic"
     with pytest.raises(ValueError):

@@ -117,7 +117,7 @@ def test_rmsnorm_tiny_and_huge_rows():
 
 
 @pytest.mark.parametrize("n", [1, 64, 172, 577])
-def test_silu_mul(n):
+def test_silu_mul(n, variant):
     r = rng(3, n)
     g, u = randn(r, 3, n, scale=4.0), randn(r, 3, n)
     g[0, 0] = -120.0   # expf(-g) overflows: result must be -0, not nan

@@ -17,11 +17,12 @@ def kernel_variants() -> list[str]:
     best one is left active."""
     from slmkit import _native as nat
     out = ["generic"]
-    try:
-        nat.set_kernel("avx2")
-        out.append("avx2")
-    except ValueError:
-        pass
+    for name in ("avx2", "avx512vnni"):
+        try:
+            nat.set_kernel(name)
+            out.append(name)
+        except ValueError:
+            pass
     nat.set_kernel(out[-1])
     return out
 

@@ -13,8 +13,12 @@ from ._slmkit_cffi import ffi, lib
 F32, F16, Q4_0, Q4_1, Q8_0, BF16 = (lib.SLM_F32, lib.SLM_F16, lib.SLM_Q4_0, lib.SLM_Q4_1,
                                     lib.SLM_Q8_0, lib.SLM_BF16)
 TYPE_NAMES = {F32: "f32", F16: "f16", Q4_0: "q4_0", Q4_1: "q4_1", Q8_0: "q8_0", BF16: "bf16"}
-TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 QUANTIZED = (Q4_0, Q4_1, Q8_0)
+# Repacked layouts (slm_repack): 8 rows interleaved block by block, made at load time; in
+# memory only, never in files.
+Q4_0_X8, Q4_1_X8, Q8_0_X8 = lib.SLM_Q4_0_X8, lib.SLM_Q4_1_X8, lib.SLM_Q8_0_X8
+TYPE_NAMES.update({Q4_0_X8: "q4_0_x8", Q4_1_X8: "q4_1_x8", Q8_0_X8: "q8_0_x8"})
+TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 BLOCK = 32
 
 _ERRORS = {lib.SLM_E_TYPE: "unsupported weight type", lib.SLM_E_SHAPE: "inconsistent shapes",
@@ -95,11 +99,33 @@ def quantize(x: np.ndarray, wtype) -> np.ndarray:
     return out
 
 
-def dequantize(q: np.ndarray, wtype, k: int) -> np.ndarray:
-    """Dequantise uint8 rows q[n, row_size(wtype, k)] to float32 [n, k]."""
+def stored_rows(wtype, n: int) -> int:
+    """Rows that n rows of wtype take in memory: repacked types fill whole groups of 8."""
+    return -(-n // 8) * 8 if type_id(wtype) in (Q4_0_X8, Q4_1_X8, Q8_0_X8) else n
+
+
+def repack(q: np.ndarray, wtype, n: int, k: int) -> tuple[np.ndarray, int]:
+    """Repack uint8 rows q[n, row_size] of Q4_0/Q4_1/Q8_0 into the 8-row interleaved layout the
+    kernels read fastest. Returns (bytes [ceil(n/8)*8, row_size], repacked type)."""
+    t = type_id(wtype)
+    rt = lib.slm_repacked_type(t)
+    if rt == 0:
+        raise NativeError(f"repack: {TYPE_NAMES.get(t, t)} has no repacked layout")
+    q = np.ascontiguousarray(q).view(np.uint8).reshape(n, row_size(t, k))
+    out = np.empty((stored_rows(rt, n), row_size(t, k)), dtype=np.uint8)
+    _check(lib.slm_repack(t, _ptr(q, "void *"), _ptr(out, "void *"), n, k), "repack")
+    return out, rt
+
+
+def dequantize(q: np.ndarray, wtype, k: int, n: int | None = None) -> np.ndarray:
+    """Dequantise uint8 rows q[n, row_size(wtype, k)] to float32 [n, k] (for a repacked type
+    pass n: its storage rounds up to groups of 8 rows)."""
     t = type_id(wtype)
     q = np.ascontiguousarray(q).view(np.uint8).reshape(-1, row_size(t, k))
-    n = q.shape[0]
+    n = q.shape[0] if n is None else n
+    if q.shape[0] < stored_rows(t, n):
+        raise ValueError(f"dequantize: {q.shape[0]} rows stored, {TYPE_NAMES.get(t, t)} [{n}, {k}] "
+                         f"needs {stored_rows(t, n)}")
     out = np.empty((n, k), dtype=np.float32)
     _check(lib.slm_dequantize(t, _ptr(q, "void *"), _ptr(out), n, k), "dequantize")
     return out
@@ -148,9 +174,10 @@ def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | Non
     if x.shape[-1] != k:
         raise ValueError(f"matmul: x has {x.shape[-1]} columns, weight expects k={k}")
     m = x.size // k
-    if w.nbytes != n * row_size(t, k) or not w.flags.c_contiguous:
+    need = stored_rows(t, n) * row_size(t, k)
+    if w.nbytes != need or not w.flags.c_contiguous:
         raise ValueError(f"matmul: weight holds {w.nbytes} bytes, {TYPE_NAMES.get(t, t)} [{n}, {k}] "
-                         f"needs {n * row_size(t, k)} contiguous bytes")
+                         f"needs {need} contiguous bytes")
     out = _out(out, x.shape[:-1] + (n,))
     _check(lib.slm_matmul(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k), "matmul")
     return out
@@ -238,7 +265,8 @@ def attention(q: np.ndarray, k_new: np.ndarray, v_new: np.ndarray, k_cache: np.n
 
 class LlamaForward:
     """slm_llama: the C forward pass over weights that stay where they are (memory-mapped arrays;
-    this object keeps them alive). weights: embed / norm / head and per-layer dicts of
+    this object keeps them alive), but for the quantised matrices, which C repacks once into
+    memory of its own (slm_repack) unless config["keep_layout"]. weights: embed / norm / head and per-layer dicts of
     (wtype, data, bias) tuples and norm vectors, as backends/cpu.py prepares them."""
 
     LINEARS = ("q", "k", "v", "o", "gate", "up", "down")

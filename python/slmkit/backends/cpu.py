@@ -129,7 +129,9 @@ class CompiledLlama:
                       n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
                       vocab=cfg.vocab_size, norm_eps=cfg.rms_norm_eps, rope_base=cfg.rope_theta,
                       rope_interleaved=int(cfg.rope_interleaved),
-                      kv_type=_native.Q8_0 if model.kv_cache == "int8" else _native.F32)
+                      kv_type=_native.Q8_0 if model.kv_cache == "int8" else _native.F32,
+                      # SLMKIT_REPACK=0 runs the quantised weights in their stored layout
+                      keep_layout=int(os.environ.get("SLMKIT_REPACK", "1") == "0"))
         self.native = _native.LlamaForward(config, weight(model.embed_tokens), model.norm,
                                            weight(model.lm_head), layers)
         self.pool = backend.pool

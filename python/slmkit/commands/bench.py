@@ -48,5 +48,6 @@ def run(args) -> int:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in table:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-    print(f"\npeak RSS {r.peak_rss_mb:.0f} MB (weights memory-mapped, {human_bytes(r.weight_bytes)})")
+    print(f"\npeak RSS {r.peak_rss_mb:.0f} MB (weights {human_bytes(r.weight_bytes)}: memory-mapped, "
+          "quantised matrices repacked once at load)")
     return 0
