@@ -300,100 +300,135 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
  * compiled in (matmul_avx512vnni.c), else vpmaddwd + vpaddd. */
 #ifdef SLM_VNNI
 #define PAIR_DOT(acc, w, x) _mm256_dpwssd_epi32(acc, w, x)
-#define X8_MR 6     /* activation rows per tile: 6 + 6 accumulators fit in 32 registers */
+#define X8_MR 6     /* activation rows per tile: 2 x 6 int and 2 x 6 float accumulators */
+#define X8_NG 2     /* groups of 8 weight rows per tile  (fit in AVX-512's 32 registers) */
 #else
 #define PAIR_DOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
+#ifndef X8_MR
 #define X8_MR 4
 #endif
-#define X8_PANEL 8  /* groups of 8 weight rows per panel (prefill) */
+#ifndef X8_NG
+#define X8_NG 1
+#endif
+#endif
 
-/* y[MR rows, nr <= 8 weight rows] for one group of 8 repacked rows wg; x rows from xr on. For
- * each block: every pair p of the 8 rows' values is widened to int16 from a 32-byte load with
- * shifts and masks (one vector per pair, lanes = rows) and dotted with activation pair p of
- * each row of x, broadcast; then one conversion and FMA per block per row of x (and one more
- * for the Q4 offset: Q4_1's minimum, Q4_0's -8, times the activation block's sum). */
-AI void xtile(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, float *y,
-              size_t ys, int nr, int accumulate) {
+#define X8_PANEL 8  /* groups of 8 weight rows per panel (prefill) */
+_Static_assert((X8_MR == 4 || X8_MR == 6) && (X8_NG == 1 || X8_NG == 2),
+               "gemm_x8 has cases for tiles of 4 or 6 rows of x and 1 or 2 groups");
+
+/* y[MR rows, NG groups of 8 weight rows] for NG (1 or 2) consecutive groups of repacked rows
+ * from wg (gstride bytes apart; the last group has nr <= 8 rows); x rows from xr on. For each
+ * block: every pair p of a group's 8 rows is widened to int16 from a 32-byte load with shifts
+ * and masks (one vector per pair, lanes = rows) and dotted with activation pair p of each row
+ * of x, broadcast once for the NG groups; then one conversion and FMA per block per row of x
+ * and group (and one more for the Q4 offset: Q4_1's minimum, Q4_0's -8, times the activation
+ * block's sum). */
+AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const slm_act *x,
+              int64_t xr, float *y, size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
     const size_t bs = wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ?
                       sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
+    const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
     const __m256i low4 = _mm256_set1_epi16(15);
-    __m256 acc[X8_MR];                              /* [MR] lanes = the 8 weight rows */
-    for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
+    __m256 acc[2][X8_MR];                           /* [NG][MR] lanes = the 8 weight rows */
+    for (int g = 0; g < NG; g++)
+        for (int i = 0; i < MR; i++) acc[g][i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = wg + b * bs;
         /* no software prefetch: a group is one linear stream that the hardware prefetcher
          * follows; prefetching 4 to 24 blocks ahead made decode 10-15% slower */
-        const uint16_t *dbits = (const uint16_t *)blk;                    /* [8] fp16 scales */
-        const uint8_t *qs = blk + (wt == SLM_Q4_1_X8 ? 32 : 16);          /* after d (and m) */
-        __m256i p[X8_MR];                           /* [MR] int32 dots of block b */
-        for (int i = 0; i < MR; i++) p[i] = _mm256_setzero_si256();
-#define PAIR(wv, e)                                                                           \
-        for (int i = 0; i < MR; i++)                                                          \
-            p[i] = PAIR_DOT(p[i], wv, _mm256_set1_epi32(((const int32_t *)(x->q + ((xr + i) * nb + b) * QK))[e]));
+        const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + (NG > 1 ? gstride : 0);
+        __m256i p[2][X8_MR];                        /* [NG][MR] int32 dots of block b */
+        for (int g = 0; g < NG; g++)
+            for (int i = 0; i < MR; i++) p[g][i] = _mm256_setzero_si256();
+#define PAIR(w0, w1, e)                                                                       \
+        for (int i = 0; i < MR; i++) {                                                        \
+            __m256i xe = _mm256_set1_epi32(((const int32_t *)(x->q + ((xr + i) * nb + b) * QK))[e]); \
+            p[0][i] = PAIR_DOT(p[0][i], w0, xe);                                              \
+            if (NG > 1) p[1][i] = PAIR_DOT(p[1][i], w1, xe);                                  \
+        }
+#define LOAD(blk, t) _mm256_loadu_si256((const __m256i *)((blk) + qoff + 32 * (t)))
         if (wt == SLM_Q8_0_X8) {
             for (int t = 0; t < 8; t++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * t));
-                PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8), 2 * t)
-                PAIR(_mm256_srai_epi16(v, 8), 2 * t + 1)
+                __m256i v0 = LOAD(blk0, t), v1 = NG > 1 ? LOAD(blk1, t) : v0;
+                PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v0, 8), 8),
+                     _mm256_srai_epi16(_mm256_slli_epi16(v1, 8), 8), 2 * t)
+                PAIR(_mm256_srai_epi16(v0, 8), _mm256_srai_epi16(v1, 8), 2 * t + 1)
             }
         } else {                              /* Q4: mask and shift (no sign to extend) */
             for (int t = 0; t < 4; t++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * t));
-                PAIR(_mm256_and_si256(v, low4), 4 * t)
-                PAIR(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), 4 * t + 1)
-                PAIR(_mm256_and_si256(_mm256_srli_epi16(v, 8), low4), 4 * t + 2)
-                PAIR(_mm256_srli_epi16(v, 12), 4 * t + 3)
+                __m256i v0 = LOAD(blk0, t), v1 = NG > 1 ? LOAD(blk1, t) : v0;
+                PAIR(_mm256_and_si256(v0, low4), _mm256_and_si256(v1, low4), 4 * t)
+                PAIR(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4),
+                     _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), 4 * t + 1)
+                PAIR(_mm256_and_si256(_mm256_srli_epi16(v0, 8), low4),
+                     _mm256_and_si256(_mm256_srli_epi16(v1, 8), low4), 4 * t + 2)
+                PAIR(_mm256_srli_epi16(v0, 12), _mm256_srli_epi16(v1, 12), 4 * t + 3)
             }
         }
+#undef LOAD
 #undef PAIR
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
-        for (int i = 0; i < MR; i++) {
-            __m256 dx = _mm256_broadcast_ss(x->d + (xr + i) * nb + b);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[i]), _mm256_mul_ps(dw, dx), acc[i]);
-        }
-        if (wt != SLM_Q8_0_X8) {              /* + m * d_x * sum(q_x), Q4_0's m being -8 d */
-            __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
-                                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
-            for (int i = 0; i < MR; i++)
-                acc[i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(x->s + (xr + i) * nb + b), acc[i]);
+        for (int g = 0; g < NG; g++) {
+            const uint16_t *dbits = (const uint16_t *)(g ? blk1 : blk0);  /* [8] fp16 scales */
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
+            for (int i = 0; i < MR; i++) {
+                __m256 dx = _mm256_broadcast_ss(x->d + (xr + i) * nb + b);
+                acc[g][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[g][i]), _mm256_mul_ps(dw, dx), acc[g][i]);
+            }
+            if (wt != SLM_Q8_0_X8) {          /* + m * d_x * sum(q_x), Q4_0's m being -8 d */
+                __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
+                                              : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
+                for (int i = 0; i < MR; i++)
+                    acc[g][i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(x->s + (xr + i) * nb + b), acc[g][i]);
+            }
         }
     }
-    for (int i = 0; i < MR; i++) {
-        float *yi = y + i * ys;
-        if (nr == 8) {
-            _mm256_storeu_ps(yi, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yi), acc[i]) : acc[i]);
-        } else {
-            float t[8];                             /* [8] lanes */
-            _mm256_storeu_ps(t, acc[i]);
-            for (int r = 0; r < nr; r++) store_out(&yi[r], t[r], accumulate);
+    for (int g = 0; g < NG; g++) {
+        int rows = g == NG - 1 ? nr : 8;
+        for (int i = 0; i < MR; i++) {
+            float *yi = y + i * ys + 8 * g;
+            if (rows == 8) {
+                _mm256_storeu_ps(yi, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yi), acc[g][i]) : acc[g][i]);
+            } else {
+                float t[8];                         /* [8] lanes */
+                _mm256_storeu_ps(t, acc[g][i]);
+                for (int r = 0; r < rows; r++) store_out(&yi[r], t[r], accumulate);
+            }
         }
     }
 }
 
-/* Panels of X8_PANEL groups, strips of X8_MR rows of x, then one tile per group. w starts at a
- * group; n rows (the last group may be partial). */
+
+/* Panels of X8_PANEL groups, strips of X8_MR rows of x, then tiles of X8_NG groups (one at the
+ * end). w starts at a group; n rows (the last group may be partial). */
 AI void gemm_x8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, float *y,
                 size_t ys, int64_t m, int64_t n, int accumulate) {
     const int64_t groups = (n + 7) / 8;
+    const size_t gstride = 8 * ws;
     for (int64_t g0 = 0; g0 < groups; g0 += X8_PANEL) {
         int64_t g1 = g0 + X8_PANEL < groups ? g0 + X8_PANEL : groups;
         for (int64_t i0 = 0; i0 < m; i0 += X8_MR) {
             int mr = m - i0 < X8_MR ? (int)(m - i0) : X8_MR;
-            for (int64_t g = g0; g < g1; g++) {
-                const uint8_t *wg = (const uint8_t *)w + (size_t)g * 8 * ws;
-                int nr = n - g * 8 < 8 ? (int)(n - g * 8) : 8;
+            for (int64_t g = g0; g < g1;) {
+                /* decode (one row of x) stays on one group: two streams at once ran at half
+                 * the speed */
+                int ng = mr > 1 && g + X8_NG <= g1 ? X8_NG : 1;
+                const uint8_t *wg = (const uint8_t *)w + (size_t)g * gstride;
+                int nr = n - (g + ng - 1) * 8 < 8 ? (int)(n - (g + ng - 1) * 8) : 8;
                 float *yt = y + i0 * ys + g * 8;
+#define XT(MR) (ng == 2 ? xtile(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate) \
+                        : xtile(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate))
                 switch (mr) {
-                case 1: xtile(wt, 1, wg, x, r0 + i0, yt, ys, nr, accumulate); break;
-                case 2: xtile(wt, 2, wg, x, r0 + i0, yt, ys, nr, accumulate); break;
-                case 3: xtile(wt, 3, wg, x, r0 + i0, yt, ys, nr, accumulate); break;
+                case 1: XT(1); break;
+                case 2: XT(2); break;
+                case 3: XT(3); break;
 #if X8_MR > 4
-                case 4: xtile(wt, 4, wg, x, r0 + i0, yt, ys, nr, accumulate); break;
-                case 5: xtile(wt, 5, wg, x, r0 + i0, yt, ys, nr, accumulate); break;
+                case 4: XT(4); break;
+                case 5: XT(5); break;
 #endif
-                default: xtile(wt, X8_MR, wg, x, r0 + i0, yt, ys, nr, accumulate); break;
+                default: XT(X8_MR); break;
                 }
+#undef XT
+                g += ng;
             }
         }
     }
