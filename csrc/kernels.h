@@ -58,6 +58,7 @@ typedef void (*slm_attend_fn)(const slm_attn_args *a, int64_t i0, int64_t r, int
 
 typedef struct slm_kernels {
     const char *name;
+    int repack;           /* 1: the repacked weight layouts are this variant's fastest */
     slm_quantize_act_fn quantize_act;
     slm_gemm_fn gemm_f32, gemm_f16, gemm_bf16, gemm_q8_0, gemm_q4_0, gemm_q4_1;
     slm_gemm_fn gemm_q8_0x8, gemm_q4_0x8, gemm_q4_1x8;       /* repacked weights */

@@ -165,7 +165,7 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
     md->head = *head;
     md->norm = norm;
     pthread_mutex_init(&md->mu, NULL);
-    int rc = cfg->keep_layout ? SLM_OK : repack_weights(md);
+    int rc = cfg->keep_layout || !slm_kernels_get()->repack ? SLM_OK : repack_weights(md);
     if (rc) { slm_llama_free(md); return rc; }
     *out = md;
     return SLM_OK;

@@ -175,6 +175,7 @@ static int64_t probe_int8_generic(int64_t iters) {
 
 const slm_kernels slm_kernels_generic = {
     .name = "generic",
+    .repack = 0,          /* a row at a time: the stored layout is faster here */
     .quantize_act = quantize_act_generic,
     .gemm_f32 = gemm_f32_generic, .gemm_f16 = gemm_f16_generic, .gemm_bf16 = gemm_bf16_generic,
     .gemm_q8_0 = gemm_q8_0_generic, .gemm_q4_0 = gemm_q4_0_generic, .gemm_q4_1 = gemm_q4_1_generic,

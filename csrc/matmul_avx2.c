@@ -539,9 +539,11 @@ static int64_t probe_int8_avx2(int64_t iters) {
 #ifdef SLM_VNNI
 const slm_kernels slm_kernels_avx512vnni = {
     .name = "avx512vnni",
+    .repack = 1,
 #else
 const slm_kernels slm_kernels_avx2 = {
     .name = "avx2",
+    .repack = 1,
 #endif
     .quantize_act = quantize_act_avx2,
     .gemm_f32 = gemm_f32_avx2, .gemm_f16 = gemm_f16_avx2, .gemm_bf16 = gemm_bf16_avx2,

@@ -170,7 +170,8 @@ typedef struct {
     float norm_eps, rope_base;
     int rope_interleaved;   /* 1: pairs (2j, 2j+1); 0: pairs (j, j + head_dim/2) */
     int kv_type;            /* KV cache: SLM_F32, or SLM_Q8_0 = int8 rows, one float scale each */
-    int keep_layout;        /* 1: run Q4_0/Q4_1/Q8_0 weights as stored; 0: repack them (below) */
+    int keep_layout;        /* 1: run Q4_0/Q4_1/Q8_0 weights as stored; 0: repack them (below)
+                               when the kernel variant in use runs repacked weights faster */
 } slm_llama_config;
 
 typedef struct slm_llama slm_llama;

@@ -27,6 +27,28 @@ def test_quantize_then_info(stories_llama2c, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("Once upon a time")
 
 
+@pytest.mark.parametrize("bad", [["-n", "-5"], ["--temp", "nan"], ["--top-p", "1.5"],
+                                 ["--seed", "-1"], ["--top-k", "-3"]])
+def test_bad_sampling_options_fail_before_any_output(stories_hf, capsys, bad):
+    assert main(["generate", "-m", str(stories_hf), "Once upon a time", *bad]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("slmkit: error:") and err.count("\n") == 1
+
+
+def test_a_full_context_is_announced(stories_hf, capsys):
+    # stories260K holds 512 positions: asking for more stops there, and says so on stderr
+    assert main(["generate", "-m", str(stories_hf), "Once upon a time", "-n", "1000",
+                 "--temp", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("slmkit: warning: the context holds 512 tokens") and "\n" == err[-1]
+    assert out.startswith("Once upon a time")
+
+
+def test_suggest_refuses_a_huge_k(stories_hf, capsys):
+    assert main(["suggest", "-m", str(stories_hf), "Once upon a", "-k", "100000"]) == 2
+    assert "k must be between 1 and 100" in capsys.readouterr().err
+
+
 def test_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err

@@ -43,6 +43,15 @@ def test_stream_concatenates_to_generate(model):
     assert "".join(pieces) == model.generate("ab", max_new_tokens=16, temperature=0)
 
 
+def test_generation_allocates_the_cache_it_needs(model, monkeypatch):
+    # a full-context cache costs hundreds of MB on real models once its pages are touched
+    sizes = []
+    new_cache = model.arch.new_cache
+    monkeypatch.setattr(model.arch, "new_cache", lambda n=None: sizes.append(n) or new_cache(n))
+    model.generate_ids([1, 50, 51], max_new_tokens=7, temperature=0)
+    assert sizes == [10]
+
+
 def test_context_overflow_is_clear(model):
     with pytest.raises(ValueError, match="context"):
         model.generate_ids([1] * 200, max_new_tokens=5, temperature=0)
@@ -67,8 +76,15 @@ def test_repetition_penalty_discourages_repeats():
 def test_bad_sampling_values():
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0)
-    with pytest.raises(ValueError, match="temperature"):
-        SamplingParams(temperature=-1)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature"):
+            SamplingParams(temperature=bad)
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingParams(top_k=-3)
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        SamplingParams(repetition_penalty=float("nan"))
+    with pytest.raises(ValueError, match="seed"):
+        SamplingParams(seed=-1)
 
 
 def test_stop_string_helpers():

@@ -16,13 +16,7 @@ def kernel_variants() -> list[str]:
     """The kernel variants this CPU runs, reference first ("generic", then e.g. "avx2"); the
     best one is left active."""
     from slmkit import _native as nat
-    out = ["generic"]
-    for name in ("avx2", "avx512vnni"):
-        try:
-            nat.set_kernel(name)
-            out.append(name)
-        except ValueError:
-            pass
+    out = nat.kernel_variants()
     nat.set_kernel(out[-1])
     return out
 

@@ -5,6 +5,9 @@ Every function takes and returns numpy arrays. Quantised weights are uint8 array
 """
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 
 from ._slmkit_cffi import ffi, lib
@@ -81,6 +84,23 @@ def kernel_name() -> str:
 def set_kernel(name: str) -> None:
     if lib.slm_set_kernel(name.encode()) != 0:
         raise ValueError(f"kernel variant {name!r} is unknown or not supported on this CPU")
+
+
+def kernel_variants() -> list[str]:
+    """The kernel variants this CPU runs, reference first (the active one stays active)."""
+    active, out = kernel_name(), []
+    for name in ("generic", "avx2", "avx512vnni"):
+        if lib.slm_set_kernel(name.encode()) == 0:
+            out.append(name)
+    set_kernel(active)
+    return out
+
+
+def _check_kernel_env() -> None:
+    wanted = os.environ.get("SLMKIT_KERNEL")
+    if wanted and kernel_name() != wanted:
+        warnings.warn(f"SLMKIT_KERNEL={wanted!r} is not a kernel variant this CPU runs "
+                      f"({', '.join(kernel_variants())}); using {kernel_name()}", stacklevel=3)
 
 
 def physical_cores() -> int:
@@ -328,3 +348,6 @@ class LlamaForward:
                                      start_pos, *caches, max_seq, _ptr(out),
                                      int(bool(all_logits))), "llama forward")
         return out if all_logits else out[0]
+
+
+_check_kernel_env()

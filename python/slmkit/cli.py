@@ -18,9 +18,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings on the command line: one line for the user, no Python source location."""
+    print(f"slmkit: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None) -> int:
+    import warnings
     from .errors import SlmkitError
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@ stream text pieces as soon as they are whole characters; stop on EOS, stop strin
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -54,14 +55,18 @@ def stream_tokens(model, prompt_ids, max_new_tokens: int, params: SamplingParams
     if len(prompt_ids) == 0:
         raise ValueError("the prompt is empty: give at least one token id")
     sampler = Sampler(params)
-    cache = cache or model.arch.new_cache()
-    if len(prompt_ids) + max_new_tokens > cache.max_seq:
-        max_new_tokens = cache.max_seq - len(prompt_ids)
-        if max_new_tokens <= 0:
+    ctx = cache.max_seq if cache is not None else model.config.max_position_embeddings
+    if len(prompt_ids) + max_new_tokens > ctx:
+        if len(prompt_ids) >= ctx:
             raise ValueError(f"the prompt has {len(prompt_ids)} tokens, the context holds "
-                             f"{cache.max_seq}: shorten the prompt to leave room for the reply")
+                             f"{ctx}: shorten the prompt to leave room for the reply")
+        warnings.warn(f"the context holds {ctx} tokens: the reply stops after "
+                      f"{ctx - len(prompt_ids)} new tokens, not {max_new_tokens}", stacklevel=3)
+        max_new_tokens = ctx - len(prompt_ids)
     if max_new_tokens == 0:
         return
+    # a cache for this reply only: a full-context one costs hundreds of MB once touched
+    cache = cache or model.arch.new_cache(len(prompt_ids) + max_new_tokens)
     cache.reset()
     logits = check_finite(model, model.arch.forward(prompt_ids, cache), len(prompt_ids) - 1)
     history = list(prompt_ids)

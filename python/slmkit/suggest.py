@@ -88,11 +88,15 @@ def _word_text(table: PieceTable, tokenizer, ids) -> str:
     return text[:end]
 
 
+MAX_K = 100
+
+
 def suggest_words(model, text: str, k: int = 3, beam_width: int | None = None,
                   max_word_tokens: int = 6) -> list[tuple[str, float]]:
     """[(word, probability), ...] for the k most likely next words after text, most likely first."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, got {k} (each suggestion is a beam "
+                         f"of the search: time and memory grow with k)")
     if max_word_tokens < 1:
         raise ValueError(f"max_word_tokens must be at least 1, got {max_word_tokens}")
     beam_width = max(beam_width or k + 2, 1)

@@ -27,7 +27,10 @@ def run(args) -> int:
     from ..bench import bench
     if args.model_pos is not None:
         args.model = args.model_pos
-    if args.n_prompt < 0 or args.n_gen < 0 or args.n_prompt + args.n_gen == 0:
+    if args.n_prompt < 0 or args.n_gen < 0:
+        raise ValueError(f"--n-prompt and --n-gen count tokens: 0 or more, got "
+                         f"{args.n_prompt} and {args.n_gen}")
+    if args.n_prompt + args.n_gen == 0:
         raise ValueError("give a positive --n-prompt and/or --n-gen")
     model = load_model(args)
     r = bench(model, n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps)
@@ -48,6 +51,7 @@ def run(args) -> int:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in table:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-    print(f"\npeak RSS {r.peak_rss_mb:.0f} MB (weights {human_bytes(r.weight_bytes)}: memory-mapped, "
-          "quantised matrices repacked once at load)")
+    repacked = ", quantised matrices repacked once at load" if r.format.startswith("q") else ""
+    print(f"\npeak RSS {r.peak_rss_mb:.0f} MB (weights {human_bytes(r.weight_bytes)}: "
+          f"memory-mapped{repacked})")
     return 0

@@ -4,7 +4,7 @@ Ctrl-D quits. With stdin from a pipe, each line is one user message."""
 import sys
 
 from . import add_model_arg, load_model
-from .generate import add_sampling_args, sampling_kwargs
+from .generate import add_sampling_args, check_sampling_args, sampling_kwargs
 
 HELP = "/reset forgets the conversation, /exit or Ctrl-D quits, Ctrl-C stops a reply"
 
@@ -94,6 +94,7 @@ def fit_context(model, messages, keep: int, options) -> tuple[list[dict], int]:
 
 
 def run(args) -> int:
+    check_sampling_args(args)
     from ..chat import ChatTemplateError
     template = None
     if args.chat_template:

@@ -1,6 +1,8 @@
 """slmkit generate: stream a continuation of a prompt to the terminal."""
 import sys
 
+from ..generate import check_max_new_tokens
+from ..sampling import SamplingParams
 from . import add_model_arg, load_model
 
 
@@ -28,7 +30,16 @@ def sampling_kwargs(args) -> dict:
                 repetition_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or ())
 
 
+def check_sampling_args(args) -> None:
+    """Bad numbers are reported before the model loads and before anything is printed."""
+    kw = sampling_kwargs(args)
+    kw.pop("stop")
+    SamplingParams(**kw)
+    check_max_new_tokens(args.max_tokens)
+
+
 def run(args) -> int:
+    check_sampling_args(args)
     model = load_model(args)
     out = sys.stdout
     out.write(args.prompt)
