@@ -36,12 +36,15 @@ def test_bad_sampling_options_fail_before_any_output(stories_hf, capsys, bad):
 
 
 def test_a_full_context_is_announced(stories_hf, capsys):
-    # stories260K holds 512 positions: asking for more stops there, and says so on stderr
-    assert main(["generate", "-m", str(stories_hf), "Once upon a time", "-n", "1000",
-                 "--temp", "0"]) == 0
-    out, err = capsys.readouterr()
-    assert err.startswith("slmkit: warning: the context holds 512 tokens") and "\n" == err[-1]
-    assert out.startswith("Once upon a time")
+    # stories260K holds 512 positions: asking for more stops there, and says so
+    with pytest.warns(UserWarning, match="the context holds 512 tokens: the reply stops after"):
+        assert main(["generate", "-m", str(stories_hf), "Once upon a time", "-n", "1000",
+                     "--temp", "0"]) == 0
+    assert capsys.readouterr().out.startswith("Once upon a time")
+    # on the command line a warning is one line, without Python's file and line
+    from slmkit.cli import _format_warning
+    assert _format_warning("the context is full", UserWarning, "x.py", 3) == \
+        "slmkit: warning: the context is full\n"
 
 
 def test_suggest_refuses_a_huge_k(stories_hf, capsys):

@@ -18,16 +18,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings on the command line: one line for the user, no Python source location."""
-    print(f"slmkit: warning: {message}", file=file or sys.stderr)
+    return f"slmkit: warning: {message}\n"
 
 
 def main(argv=None) -> int:
     import warnings
     from .errors import SlmkitError
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     except (SlmkitError, OSError, ValueError) as e:      # OSError: unreadable paths, disk full
         print(f"slmkit: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":
