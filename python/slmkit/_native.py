@@ -286,8 +286,9 @@ def attention(q: np.ndarray, k_new: np.ndarray, v_new: np.ndarray, k_cache: np.n
 class LlamaForward:
     """slm_llama: the C forward pass over weights that stay where they are (memory-mapped arrays;
     this object keeps them alive), but for the quantised matrices, which C repacks once into
-    memory of its own (slm_repack) unless config["keep_layout"]. weights: embed / norm / head and per-layer dicts of
-    (wtype, data, bias) tuples and norm vectors, as backends/cpu.py prepares them."""
+    memory of its own (slm_repack) unless config["keep_layout"]. weights: embed / norm / head
+    and per-layer dicts of (wtype, data, bias) tuples and norm vectors, as backends/cpu.py
+    prepares them."""
 
     LINEARS = ("q", "k", "v", "o", "gate", "up", "down")
 
