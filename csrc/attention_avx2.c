@@ -22,7 +22,7 @@
 
 #define KB 8          /* keys per transposed block */
 #define QB 4          /* queries sharing a transposed key load */
-#define DB 64         /* output dimensions per pass of the value loop */
+#define DB 32         /* output dimensions per pass of the value loop: 2 x 4 accumulators */
 
 /* e^x for x <= 0 (softmax arguments), relative error ~2e-7: x = n ln2 + r with |r| <= ln2/2,
  * e^r by a degree-6 polynomial (Taylor coefficients, Horner), 2^n by exponent bits. Below -87
@@ -122,15 +122,14 @@ AI void score_block(int nq, const float *const *qs, const float *kt, int64_t hd,
     for (int u = 0; u < nq; u++) _mm256_storeu_ps(out[u], _mm256_mul_ps(acc[u], scale));
 }
 
-/* out rows (2 or 1 queries) = P rows . V over keys [0, n), dimensions [d0, d0 + DB); V is
- * float, or int8 rows (v8) with scales vs. */
-AI void value_block(int nq, const float *const *ps, const float *v, const int8_t *v8,
-                    const float *vs, int64_t hd, int64_t n, int64_t d0, int64_t nd,
-                    float *const *out) {
+/* out rows (2 or 1 queries) = P rows . V over keys [0, n), dimensions [d0, d0 + 8*NV); V is
+ * float, or int8 rows (v8) with scales vs. NV is a constant at every call, so the 2 x NV
+ * accumulators stay in registers (a runtime count kept them on the stack). */
+AI void value_block(int nq, int NV, const float *const *ps, const float *v, const int8_t *v8,
+                    const float *vs, int64_t hd, int64_t n, int64_t d0, float *const *out) {
     __m256 acc[2][DB / 8];
-    int nv = (int)(nd / 8);
     for (int u = 0; u < nq; u++)
-        for (int t = 0; t < nv; t++) acc[u][t] = _mm256_setzero_ps();
+        for (int t = 0; t < NV; t++) acc[u][t] = _mm256_setzero_ps();
     for (int64_t p = 0; p < n; p++) {
         __m256 w0 = _mm256_broadcast_ss(ps[0] + p), w1 = nq > 1 ? _mm256_broadcast_ss(ps[1] + p) : w0;
         if (v8) {                              /* fold the row's scale into the weights */
@@ -138,14 +137,14 @@ AI void value_block(int nq, const float *const *ps, const float *v, const int8_t
             w0 = _mm256_mul_ps(w0, sc);
             w1 = _mm256_mul_ps(w1, sc);
         }
-        for (int t = 0; t < nv; t++) {
+        for (int t = 0; t < NV; t++) {
             __m256 vv = v8 ? load8_i8(v8 + p * hd + d0 + 8 * t) : _mm256_loadu_ps(v + p * hd + d0 + 8 * t);
             acc[0][t] = _mm256_fmadd_ps(w0, vv, acc[0][t]);
             if (nq > 1) acc[1][t] = _mm256_fmadd_ps(w1, vv, acc[1][t]);
         }
     }
     for (int u = 0; u < nq; u++)
-        for (int t = 0; t < nv; t++) _mm256_storeu_ps(out[u] + d0 + 8 * t, acc[u][t]);
+        for (int t = 0; t < NV; t++) _mm256_storeu_ps(out[u] + d0 + 8 * t, acc[u][t]);
 }
 
 void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, int64_t h0,
@@ -212,9 +211,11 @@ void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, i
         const float *ps[2] = { s + qi * n_pad, s + (qi + 1) * n_pad };
         float *outs[2] = { o + qi * hd, o + (qi + 1) * hd };
         for (int64_t d0 = 0; d0 < hd; d0 += DB) {
-            int64_t nd = hd - d0 < DB ? hd - d0 : DB;
-            if (nb == 2) value_block(2, ps, vg, v8, vs, hd, n, d0, nd, outs);
-            else value_block(1, ps, vg, v8, vs, hd, n, d0, nd, outs);
+            int nv = (int)((hd - d0 < DB ? hd - d0 : DB) / 8);
+#define VB(NQ, NV) value_block(NQ, NV, ps, vg, v8, vs, hd, n, d0, outs)
+            if (nb == 2) { if (nv == 4) VB(2, 4); else if (nv == 3) VB(2, 3); else if (nv == 2) VB(2, 2); else VB(2, 1); }
+            else         { if (nv == 4) VB(1, 4); else if (nv == 3) VB(1, 3); else if (nv == 2) VB(1, 2); else VB(1, 1); }
+#undef VB
         }
         if (nb == 1) qi--;                                    /* step by one query */
     }
