@@ -113,13 +113,16 @@ static void transpose_keys(const float *k, int64_t p0, int64_t nk, int64_t hd, f
 /* Scores of up to QB queries (rows of qs, hd floats each) against 8 transposed keys. */
 AI void score_block(int nq, const float *const *qs, const float *kt, int64_t hd, __m256 scale,
                     float *const *out) {
-    __m256 acc[QB];
-    for (int u = 0; u < nq; u++) acc[u] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; d++) {
-        __m256 kd = _mm256_loadu_ps(kt + d * KB);
-        for (int u = 0; u < nq; u++) acc[u] = _mm256_fmadd_ps(_mm256_broadcast_ss(qs[u] + d), kd, acc[u]);
-    }
-    for (int u = 0; u < nq; u++) _mm256_storeu_ps(out[u], _mm256_mul_ps(acc[u], scale));
+    __m256 acc[2][QB];                     /* even and odd dimensions: twice the FMA chains */
+    for (int u = 0; u < nq; u++) acc[0][u] = acc[1][u] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 2)    /* hd is a multiple of 8 here */
+        for (int e = 0; e < 2; e++) {
+            __m256 kd = _mm256_loadu_ps(kt + (d + e) * KB);
+            for (int u = 0; u < nq; u++)
+                acc[e][u] = _mm256_fmadd_ps(_mm256_broadcast_ss(qs[u] + d + e), kd, acc[e][u]);
+        }
+    for (int u = 0; u < nq; u++)
+        _mm256_storeu_ps(out[u], _mm256_mul_ps(_mm256_add_ps(acc[0][u], acc[1][u]), scale));
 }
 
 /* out rows (2 or 1 queries) = P rows . V over keys [0, n), dimensions [d0, d0 + 8*NV); V is
