@@ -338,12 +338,15 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
          * follows; prefetching 4 to 24 blocks ahead made decode 10-15% slower */
         const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + (NG > 1 ? gstride : 0);
         __m256i p[2][X8_MR];                        /* [NG][MR] int32 dots of block b */
-        for (int g = 0; g < NG; g++)
+        for (int g = 0; g < 2; g++)
             for (int i = 0; i < MR; i++) p[g][i] = _mm256_setzero_si256();
+        /* decode (one row, one group) splits its dots over two chains: p[1] holds the odd pairs */
+        const int split = MR == 1 && NG == 1;
 #define PAIR(w0, w1, e)                                                                       \
         for (int i = 0; i < MR; i++) {                                                        \
             __m256i xe = _mm256_set1_epi32(((const int32_t *)(x->q + ((xr + i) * nb + b) * QK))[e]); \
-            p[0][i] = PAIR_DOT(p[0][i], w0, xe);                                              \
+            int c = split ? (e) & 1 : 0;                                                      \
+            p[c][i] = PAIR_DOT(p[c][i], w0, xe);                                              \
             if (NG > 1) p[1][i] = PAIR_DOT(p[1][i], w1, xe);                                  \
         }
 #define LOAD(blk, t) _mm256_loadu_si256((const __m256i *)((blk) + qoff + 32 * (t)))
@@ -367,6 +370,7 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
         }
 #undef LOAD
 #undef PAIR
+        if (split) p[0][0] = _mm256_add_epi32(p[0][0], p[1][0]);
         for (int g = 0; g < NG; g++) {
             const uint16_t *dbits = (const uint16_t *)(g ? blk1 : blk0);  /* [8] fp16 scales */
             __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
