@@ -304,12 +304,8 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 #define X8_NG 2     /* groups of 8 weight rows per tile  (fit in AVX-512's 32 registers) */
 #else
 #define PAIR_DOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
-#ifndef X8_MR
-#define X8_MR 4
-#endif
-#ifndef X8_NG
+#define X8_MR 4     /* 16 registers: 4 + 4 accumulators, one group (two groups did not pay) */
 #define X8_NG 1
-#endif
 #endif
 
 #define X8_PANEL 8  /* groups of 8 weight rows per panel (prefill) */
@@ -337,7 +333,7 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
         /* no software prefetch: a group is one linear stream that the hardware prefetcher
          * follows; prefetching 4 to 24 blocks ahead made decode 10-15% slower */
         const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + (NG > 1 ? gstride : 0);
-        __m256i p[2][X8_MR];                        /* [NG][MR] int32 dots of block b */
+        __m256i p[2][X8_MR];     /* [NG][MR] int32 dots of block b (decode: [2 chains][1]) */
         for (int g = 0; g < 2; g++)
             for (int i = 0; i < MR; i++) p[g][i] = _mm256_setzero_si256();
         /* decode (one row, one group) splits its dots over two chains: p[1] holds the odd pairs */
