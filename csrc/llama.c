@@ -124,15 +124,13 @@ static int repack_weights(slm_llama *md) {
     int rc = repack_weight(md, &md->head, c->vocab, c->dim);
     for (int64_t l = 0; l < c->n_layers && !rc; l++) {
         slm_llama_layer *ly = &md->layers[l];
-        if (c->head_dim % 8 == 0) {
-            rc = rc ? rc : repack_weight(md, &ly->q, qd, c->dim);
-            rc = rc ? rc : repack_weight(md, &ly->k, kvd, c->dim);
-            rc = rc ? rc : repack_weight(md, &ly->v, kvd, c->dim);
-        }
-        rc = rc ? rc : repack_weight(md, &ly->o, c->dim, qd);
-        rc = rc ? rc : repack_weight(md, &ly->gate, c->ffn_dim, c->dim);
-        rc = rc ? rc : repack_weight(md, &ly->up, c->ffn_dim, c->dim);
-        rc = rc ? rc : repack_weight(md, &ly->down, c->dim, c->ffn_dim);
+        struct { slm_weight *w; int64_t n, k; } mats[7] = {
+            { &ly->q, qd, c->dim }, { &ly->k, kvd, c->dim }, { &ly->v, kvd, c->dim },
+            { &ly->o, c->dim, qd }, { &ly->gate, c->ffn_dim, c->dim },
+            { &ly->up, c->ffn_dim, c->dim }, { &ly->down, c->dim, c->ffn_dim } };
+        /* q/k/v units are heads: whole groups only when head_dim is a multiple of 8 */
+        for (int i = c->head_dim % 8 == 0 ? 0 : 3; i < 7 && !rc; i++)
+            rc = repack_weight(md, mats[i].w, mats[i].n, mats[i].k);
     }
     return rc;
 }

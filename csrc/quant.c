@@ -5,6 +5,7 @@
  * quantised as if the missing tail values were 0.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include "internal.h"
 #include "blocks.h"
@@ -203,70 +204,52 @@ static void pack_q8(const int8_t *const qs[8], int8_t *out) {
         }
 }
 
+static void unpack_q8(const int8_t *in, int r, int8_t *qs) {
+    for (int t = 0; t < 8; t++)
+        for (int h = 0; h < 2; h++) {
+            qs[2 * (2 * t) + h] = in[2 * (t * 16 + 2 * r + h)];
+            qs[2 * (2 * t + 1) + h] = in[2 * (t * 16 + 2 * r + h) + 1];
+        }
+}
+
+/* A base block is its fp16 scale d (and Q4_1's minimum m), then qs; a repacked block holds the
+ * 8 rows' d[8] (and m[8]), then its qs. Bytes before qs in a base block: */
+static size_t head_bytes(int base) { return base == SLM_Q4_1 ? 4 : 2; }
+_Static_assert(offsetof(block_q8_0x8, qs) == 8 * 2 && offsetof(block_q4_0x8, qs) == 8 * 2 &&
+               offsetof(block_q4_1x8, m) == 8 * 2 && offsetof(block_q4_1x8, qs) == 8 * 4,
+               "repacked blocks: d[8], m[8] (Q4_1), then qs");
+
 void slm_x8_unpack(int type, const void *x8, int r, void *block) {
-    if (type == SLM_Q8_0_X8) {
-        const block_q8_0x8 *in = x8;
-        block_q8_0 *o = block;
-        o->d = in->d[r];
-        for (int t = 0; t < 8; t++)
-            for (int h = 0; h < 2; h++) {
-                o->qs[2 * (2 * t) + h] = in->qs[2 * (t * 16 + 2 * r + h)];
-                o->qs[2 * (2 * t + 1) + h] = in->qs[2 * (t * 16 + 2 * r + h) + 1];
-            }
-    } else if (type == SLM_Q4_0_X8) {
-        const block_q4_0x8 *in = x8;
-        block_q4_0 *o = block;
-        o->d = in->d[r];
-        unpack_q4(in->qs, r, o->qs);
-    } else {
-        const block_q4_1x8 *in = x8;
-        block_q4_1 *o = block;
-        o->d = in->d[r];
-        o->m = in->m[r];
-        unpack_q4(in->qs, r, o->qs);
-    }
+    int base = slm_x8_base(type);
+    size_t head = head_bytes(base);
+    const uint8_t *in = x8;
+    uint8_t *o = block;
+    memcpy(o, in + 2 * r, 2);                                   /* d */
+    if (base == SLM_Q4_1) memcpy(o + 2, in + 16 + 2 * r, 2);   /* m */
+    if (base == SLM_Q8_0) unpack_q8((const int8_t *)in + 8 * head, r, (int8_t *)o + head);
+    else unpack_q4(in + 8 * head, r, o + head);
 }
 
 int slm_repack(int type, const void *src, void *dst, int64_t n, int64_t k) {
     if (!slm_repacked_type(type)) return SLM_E_TYPE;
     if (n < 0 || k < 0) return SLM_E_SHAPE;
-    size_t rs = slm_row_size(type, k);
+    size_t rs = slm_row_size(type, k), head = head_bytes(type);
     int64_t nb = (k + QK - 1) / QK;
     size_t bs = nb ? rs / (size_t)nb : 0;                 /* bytes of one base block */
     static const block_q8_0 zero;                         /* a zero block (the largest) */
     for (int64_t g = 0; g < (n + 7) / 8; g++)
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk[8];                        /* [8 rows] block b of each row */
-            for (int r = 0; r < 8; r++)
-                blk[r] = g * 8 + r < n ? (const uint8_t *)src + (size_t)(g * 8 + r) * rs + b * bs
-                                       : (const uint8_t *)&zero;
+            const uint8_t *qs[8];                         /* [8 rows] qs of block b of each row */
             uint8_t *out = (uint8_t *)dst + (size_t)(g * 8) * rs + (size_t)b * 8 * bs;
-            if (type == SLM_Q8_0) {
-                block_q8_0x8 *o = (block_q8_0x8 *)out;
-                const int8_t *qs[8];                      /* [8 rows] */
-                for (int r = 0; r < 8; r++) {
-                    o->d[r] = ((const block_q8_0 *)blk[r])->d;
-                    qs[r] = ((const block_q8_0 *)blk[r])->qs;
-                }
-                pack_q8(qs, o->qs);
-            } else if (type == SLM_Q4_0) {
-                block_q4_0x8 *o = (block_q4_0x8 *)out;
-                const uint8_t *qs[8];                     /* [8 rows] */
-                for (int r = 0; r < 8; r++) {
-                    o->d[r] = ((const block_q4_0 *)blk[r])->d;
-                    qs[r] = ((const block_q4_0 *)blk[r])->qs;
-                }
-                pack_q4(qs, o->qs);
-            } else {
-                block_q4_1x8 *o = (block_q4_1x8 *)out;
-                const uint8_t *qs[8];                     /* [8 rows] */
-                for (int r = 0; r < 8; r++) {
-                    o->d[r] = ((const block_q4_1 *)blk[r])->d;
-                    o->m[r] = ((const block_q4_1 *)blk[r])->m;
-                    qs[r] = ((const block_q4_1 *)blk[r])->qs;
-                }
-                pack_q4(qs, o->qs);
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *blk = g * 8 + r < n ? (const uint8_t *)src + (size_t)(g * 8 + r) * rs + b * bs
+                                                   : (const uint8_t *)&zero;
+                memcpy(out + 2 * r, blk, 2);                                  /* d */
+                if (type == SLM_Q4_1) memcpy(out + 16 + 2 * r, blk + 2, 2);   /* m */
+                qs[r] = blk + head;
             }
+            if (type == SLM_Q8_0) pack_q8((const int8_t *const *)qs, (int8_t *)out + 8 * head);
+            else pack_q4(qs, out + 8 * head);
         }
     return SLM_OK;
 }
