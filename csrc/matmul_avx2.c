@@ -515,19 +515,28 @@ static uint64_t probe_read_avx2(const void *p, size_t bytes) {
     return (uint64_t)_mm256_extract_epi64(r, 0) ^ (uint64_t)_mm256_extract_epi64(r, 3);
 }
 
-/* The int8 dot step of ggml-style kernels, the machine's integer peak: maddubs (u8 x s8 ->
- * pairs of int16), madd by ones (-> int32), add. 32 multiply-adds, 64 ops. (Our int16 step,
- * two vpmaddwd and an add, uses the same two multiplier uops per 32 products.) */
+/* The machine's int8 dot peak, PROBE_INT8_DOTS independent 32-product steps per round (64 ops
+ * each). AVX2: the ggml-style step, maddubs (u8 x s8 -> int16 pairs), madd by ones (-> int32),
+ * add; our int16 step (vpmaddwd + add) takes the same two multiplier uops per 32 products.
+ * VNNI: one vpdpbusd per step, twice the AVX2 rate. The inputs pass through an empty asm before
+ * each half of the round: without it the compiler computes the 4 distinct steps once and the
+ * "8" steps are 4 (it did, and the probe read twice the true peak). */
 static int64_t probe_int8_avx2(int64_t iters) {
     _Static_assert(PROBE_INT8_DOTS == 8, "probe_int8_avx2 is unrolled for 8 dots");
-    const __m256i ones = _mm256_set1_epi16(1), w = _mm256_set1_epi8(7);
+    const __m256i w = _mm256_set1_epi8(7);
     /* named registers, not arrays: 8 accumulators + 4 inputs + 2 constants fit in 16 ymm */
     __m256i x0 = _mm256_set1_epi8(1), x1 = _mm256_set1_epi8(2), x2 = _mm256_set1_epi8(3), x3 = _mm256_set1_epi8(4);
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+#ifdef SLM_VNNI
+#define DOT(acc, xv) acc = _mm256_dpbusd_epi32(acc, w, xv)
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
 #define DOT(acc, xv) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), ones))
+#endif
     for (int64_t it = 0; it < iters; it++) {
-        __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));   /* no hoisting */
+        __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));
         DOT(a0, x0); DOT(a1, x1); DOT(a2, x2); DOT(a3, x3);
+        __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));
         DOT(a4, x0); DOT(a5, x1); DOT(a6, x2); DOT(a7, x3);
     }
 #undef DOT
