@@ -19,19 +19,38 @@
  * group G (rows 8G .. 8G+7, missing rows zero), block b and pair e (values 2e, 2e+1) the 8 rows'
  * pairs are contiguous, qi[((G*nb + b)*16 + e)*8 + l] = row 8G+l's pair e as one int32, with
  * di/si[(G*nb + b)*8 + l] their scales and sums. One vector then holds one pair of 8 rows, so an
- * integer dot accumulates 8 rows at once and is converted and scaled once per block. */
+ * integer dot accumulates 8 rows at once and is converted and scaled once per block.
+ *
+ * Prefill may also carry int8 blocks (q8, made from the int16 ones, see slm_act_quantize8_rows):
+ * x ~ d8 * q8, s8 = d8 * sum(q8), the 32 values of a block in the order ACT8_ORDER, which is the
+ * byte order of a masked 32-byte load of repacked Q4 weights (blocks.h), so that one broadcast
+ * of 4 activation bytes meets 4 values of 8 weight rows in a u8 x s8 dot (vpdpbusd). The Q4
+ * repacked kernels read q8 when it is there; every other kernel reads q. */
 typedef struct {
     const float *f;       /* [m, k] float rows, or NULL */
     const int16_t *q;     /* [m, nb, 32] quantised rows, or NULL */
     const float *d, *s;   /* [m, nb] block scales and scaled sums */
     const int32_t *qi;    /* [ceil(m/8), nb, 16, 8] row-interleaved pairs, or NULL */
     const float *di, *si; /* [ceil(m/8), nb, 8] */
+    const int8_t *q8;     /* [m, nb, 32] int8 rows in ACT8_ORDER, or NULL */
+    const float *d8, *s8; /* [m, nb] */
     int64_t k, nb;        /* values per row, blocks per row = ceil(k / 32) */
 } slm_act;
+
+/* Position u of each 8 values of an int8 block holds value ACT8_ORDER[u] of those 8 (a masked
+ * Q4 x8 load has row values 8t + {0, 4, 1, 5} in its low nibbles, 8t + {2, 6, 3, 7} in its high
+ * ones); ACT8_SLOT is the inverse. */
+#define ACT8_ORDER { 0, 4, 1, 5, 2, 6, 3, 7 }
+#define ACT8_SLOT  { 0, 2, 4, 6, 1, 3, 5, 7 }
 
 /* Quantise one activation row x[k] into q[nb*32], d[nb], s[nb]. Every variant must give
  * bit-identical results, so that SIMD and reference gemms see the same inputs. */
 typedef void (*slm_quantize_act_fn)(const float *x, int16_t *q, float *d, float *s, int64_t k);
+
+/* nb int16 blocks (q, d) again as int8 blocks q8 (values in ACT8_ORDER), d8, s8: q8 = round(q *
+ * 127 / 32767), d8 = d * 32767 / 127. Bit-identical in every variant, as above. */
+typedef void (*slm_quantize_act8_fn)(const int16_t *q, const float *d, int8_t *q8, float *d8,
+                                     float *s8, int64_t nb);
 
 /* Rows i0 .. i0+m-1 of x times weight rows 0 .. n-1:
  *   y[i*ys + j] = dot(x row i0+i, w row j)       (acc = 0)
@@ -60,6 +79,7 @@ typedef struct slm_kernels {
     const char *name;
     int repack;           /* 1: the repacked weight layouts are this variant's fastest */
     slm_quantize_act_fn quantize_act;
+    slm_quantize_act8_fn quantize_act8;
     slm_gemm_fn gemm_f32, gemm_f16, gemm_bf16, gemm_q8_0, gemm_q4_0, gemm_q4_1;
     slm_gemm_fn gemm_q8_0x8, gemm_q4_0x8, gemm_q4_1x8;       /* repacked weights */
     slm_attend_fn attend;
@@ -98,6 +118,8 @@ typedef struct {
     float *d, *s;         /* [rows, nb] */
     int32_t *qi;          /* [ceil(rows/8), nb, 16, 8], 64-byte aligned */
     float *di, *si;       /* [ceil(rows/8), nb, 8], 32-byte aligned */
+    int8_t *q8;           /* [rows, nb, 32] in ACT8_ORDER, 64-byte aligned */
+    float *d8, *s8;       /* [rows, nb] */
     int64_t rows, k, nb;
 } slm_act_buf;
 
@@ -109,14 +131,19 @@ void slm_act_buf_free(slm_act_buf *buf);
 void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
                            int64_t r0, int64_t r1);
 
+/* Rows r0 .. r1-1 of buf's int16 blocks again as int8 blocks (q8, d8, s8; see slm_act). */
+void slm_act_quantize8_rows(const slm_kernels *kt, slm_act_buf *buf, int64_t k, int64_t r0, int64_t r1);
+
 /* Interleave groups g0 .. g1-1 of the quantised rows of buf (m rows in all; see slm_act). */
 void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1);
 
 /* The view of buf that a gemm reads, for rows of length k; `interleaved` when the groups were
- * made. */
-static inline slm_act slm_act_view(const slm_act_buf *buf, int64_t k, int interleaved) {
+ * made, `act8` when the int8 blocks were. */
+static inline slm_act slm_act_view(const slm_act_buf *buf, int64_t k, int interleaved, int act8) {
     slm_act a = { buf->f, buf->q, buf->d, buf->s, interleaved ? buf->qi : NULL,
-                  interleaved ? buf->di : NULL, interleaved ? buf->si : NULL, k, (k + QK - 1) / QK };
+                  interleaved ? buf->di : NULL, interleaved ? buf->si : NULL,
+                  act8 ? buf->q8 : NULL, act8 ? buf->d8 : NULL, act8 ? buf->s8 : NULL,
+                  k, (k + QK - 1) / QK };
     return a;
 }
 

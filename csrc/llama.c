@@ -143,6 +143,8 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
         cfg->n_heads % cfg->n_kv_heads != 0 || cfg->head_dim % 2 != 0)
         return SLM_E_SHAPE;
     if (cfg->kv_type != SLM_F32 && cfg->kv_type != SLM_Q8_0) return SLM_E_TYPE;
+    if (cfg->prefill_act_bits != 0 && cfg->prefill_act_bits != 8 && cfg->prefill_act_bits != 16)
+        return SLM_E_TYPE;
     if (!weight_ok(embed) || !weight_ok(head) || !norm) return SLM_E_TYPE;
     for (int64_t l = 0; l < cfg->n_layers; l++) {
         const slm_llama_layer *ly = &layers[l];
@@ -303,6 +305,12 @@ static int interleaved(int need, int64_t rows) {
     return (need & NEED_INTERLEAVED) && rows >= SLM_INTERLEAVE_ROWS;
 }
 
+/* int8 activation blocks as well: prefill-sized steps when the config asks for them (only the
+ * repacked Q4 kernels read them). */
+static int act8(const fwd_ctx *f, int need, int64_t rows) {
+    return (need & NEED_Q) && f->md->cfg.prefill_act_bits == 8 && rows >= SLM_INTERLEAVE_ROWS;
+}
+
 /* Rows r0 .. r1-1 of a step input (see step_input) into buf. */
 static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int64_t rows,
                        int64_t k, const float *norm_w, int need, int64_t r0, int64_t r1) {
@@ -310,6 +318,7 @@ static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int
     if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
     if (need & NEED_Q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
     if (interleaved(need, rows)) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
+    if (act8(f, need, rows)) slm_act_quantize8_rows(f->kt, buf, k, r0, r1);
 }
 
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
@@ -330,7 +339,7 @@ static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
         }
         step_end(w, units);
     }
-    slm_act a = slm_act_view(buf, k, interleaved(need, rows));
+    slm_act a = slm_act_view(buf, k, interleaved(need, rows), act8(f, need, rows));
     a.f = norm_w ? buf->f : src;
     return a;
 }

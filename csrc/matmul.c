@@ -35,6 +35,23 @@ static void quantize_act_generic(const float *x, int16_t *q, float *d, float *s,
     }
 }
 
+static void quantize_act8_generic(const int16_t *q, const float *d, int8_t *q8, float *d8,
+                                  float *s8, int64_t nb) {
+    static const int order[8] = ACT8_ORDER;
+    /* |q| <= 32767 maps onto |q8| <= 127 */
+    const float to8 = 127.0f / (float)QK_ACT_MAX, scale8 = (float)QK_ACT_MAX / 127.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int sum = 0;
+        for (int u = 0; u < QK; u++) {
+            int v = (int)nearbyintf((float)q[b * QK + u / 8 * 8 + order[u % 8]] * to8);
+            q8[b * QK + u] = (int8_t)v;
+            sum += v;
+        }
+        d8[b] = d[b] * scale8;
+        s8[b] = d8[b] * (float)sum;
+    }
+}
+
 static float dot_f32_generic(const float *w, const float *x, int64_t k) {
     float sum = 0.0f;
     for (int64_t j = 0; j < k; j++) sum += w[j] * x[j];
@@ -80,6 +97,27 @@ static float block_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i
            slm_fp16_to_fp32(w->m) * x->s[i * x->nb + b];
 }
 
+/* The same Q4 blocks against int8 activation blocks (slm_act's q8, values in ACT8_ORDER). */
+static int isum_q4_act8(const uint8_t *qs, const slm_act *x, int64_t i, int64_t b) {
+    static const int slot[8] = ACT8_SLOT;
+    const int8_t *q = x->q8 + (i * x->nb + b) * QK;     /* [32] */
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += NIBBLE(qs, j) * q[j / 8 * 8 + slot[j % 8]];
+    return isum;
+}
+
+static float block_q4_0_act8_generic(const block_q4_0 *w, const slm_act *x, int64_t i, int64_t b) {
+    /* sum_j d*(n_j - 8) * d8*q_j = d*d8*isum - 8d*s8, in the order of the SIMD epilogue */
+    float dw = slm_fp16_to_fp32(w->d);
+    return dw * x->d8[i * x->nb + b] * (float)isum_q4_act8(w->qs, x, i, b) +
+           dw * -8.0f * x->s8[i * x->nb + b];
+}
+
+static float block_q4_1_act8_generic(const block_q4_1 *w, const slm_act *x, int64_t i, int64_t b) {
+    return slm_fp16_to_fp32(w->d) * x->d8[i * x->nb + b] * (float)isum_q4_act8(w->qs, x, i, b) +
+           slm_fp16_to_fp32(w->m) * x->s8[i * x->nb + b];
+}
+
 /* Dots of one weight row with activation row i of x, block by block. */
 #define DOT_QUANT_GENERIC(name, block_t)                                                       \
     static float dot_##name##_generic(const block_t *w, const slm_act *x, int64_t i) {         \
@@ -92,20 +130,21 @@ DOT_QUANT_GENERIC(q4_0, block_q4_0)
 DOT_QUANT_GENERIC(q4_1, block_q4_1)
 
 /* The same dots for row r of a repacked group (w: the group's first block): each block is
- * unpacked to the base layout first, so the sums are those of the base type, bit for bit. */
-#define DOT_X8_GENERIC(name, block_t, xtype)                                                   \
+ * unpacked to the base layout first, so the sums are those of the base type, bit for bit.
+ * Q4 groups read the int8 activation blocks when x has them. */
+#define DOT_X8_GENERIC(name, block_t, xtype, act8_block)                                       \
     static float dot_##name##x8_generic(const uint8_t *w, int r, const slm_act *x, int64_t i) { \
         float sum = 0.0f;                                                                      \
         for (int64_t b = 0; b < x->nb; b++) {                                                  \
             block_t blk;                                                                       \
             slm_x8_unpack(xtype, w + (size_t)b * 8 * sizeof(block_t), r, &blk);                \
-            sum += block_##name##_generic(&blk, x, i, b);                                      \
+            sum += x->q8 ? act8_block(&blk, x, i, b) : block_##name##_generic(&blk, x, i, b);  \
         }                                                                                      \
         return sum;                                                                            \
     }
-DOT_X8_GENERIC(q8_0, block_q8_0, SLM_Q8_0_X8)
-DOT_X8_GENERIC(q4_0, block_q4_0, SLM_Q4_0_X8)
-DOT_X8_GENERIC(q4_1, block_q4_1, SLM_Q4_1_X8)
+DOT_X8_GENERIC(q8_0, block_q8_0, SLM_Q8_0_X8, block_q8_0_generic)   /* Q8_0: always int16 */
+DOT_X8_GENERIC(q4_0, block_q4_0, SLM_Q4_0_X8, block_q4_0_act8_generic)
+DOT_X8_GENERIC(q4_1, block_q4_1, SLM_Q4_1_X8, block_q4_1_act8_generic)
 
 #define STORE(y, v, acc) ((acc) ? (*(y) += (v)) : (*(y) = (v)))
 
@@ -176,7 +215,7 @@ static int64_t probe_int8_generic(int64_t iters) {
 const slm_kernels slm_kernels_generic = {
     .name = "generic",
     .repack = 0,          /* a row at a time: the stored layout is faster here */
-    .quantize_act = quantize_act_generic,
+    .quantize_act = quantize_act_generic, .quantize_act8 = quantize_act8_generic,
     .gemm_f32 = gemm_f32_generic, .gemm_f16 = gemm_f16_generic, .gemm_bf16 = gemm_bf16_generic,
     .gemm_q8_0 = gemm_q8_0_generic, .gemm_q4_0 = gemm_q4_0_generic, .gemm_q4_1 = gemm_q4_1_generic,
     .gemm_q8_0x8 = gemm_q8_0x8_generic, .gemm_q4_0x8 = gemm_q4_0x8_generic,
@@ -216,7 +255,11 @@ int slm_act_buf_reserve(slm_act_buf *buf, int64_t rows, int64_t k) {
     buf->qi = aligned_alloc(64, qbytes);
     buf->di = aligned_alloc(64, (dbytes + 63) / 64 * 64);
     buf->si = aligned_alloc(64, (dbytes + 63) / 64 * 64);
-    if (!buf->f || !buf->q || !buf->d || !buf->s || !buf->qi || !buf->di || !buf->si) {
+    buf->q8 = aligned_alloc(64, qbytes / 2);
+    buf->d8 = malloc(dbytes);
+    buf->s8 = malloc(dbytes);
+    if (!buf->f || !buf->q || !buf->d || !buf->s || !buf->qi || !buf->di || !buf->si ||
+        !buf->q8 || !buf->d8 || !buf->s8) {
         slm_act_buf_free(buf);
         return SLM_E_NOMEM;
     }
@@ -234,6 +277,9 @@ void slm_act_buf_free(slm_act_buf *buf) {
     free(buf->qi);
     free(buf->di);
     free(buf->si);
+    free(buf->q8);
+    free(buf->d8);
+    free(buf->s8);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -242,6 +288,12 @@ void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf 
     int64_t nb = (k + QK - 1) / QK;
     for (int64_t r = r0; r < r1; r++)
         kt->quantize_act(src + r * k, buf->q + r * nb * QK, buf->d + r * nb, buf->s + r * nb, k);
+}
+
+void slm_act_quantize8_rows(const slm_kernels *kt, slm_act_buf *buf, int64_t k, int64_t r0, int64_t r1) {
+    int64_t nb = (k + QK - 1) / QK;
+    kt->quantize_act8(buf->q + r0 * nb * QK, buf->d + r0 * nb, buf->q8 + r0 * nb * QK,
+                      buf->d8 + r0 * nb, buf->s8 + r0 * nb, (r1 - r0) * nb);
 }
 
 void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1) {
@@ -284,6 +336,7 @@ typedef struct {
     slm_act_buf *buf;
     float *y;             /* [m, n] output */
     int64_t m, n, k;
+    int act8;             /* also int8 activation blocks (repacked Q4 weights) */
     int64_t n_units;      /* tasks along n (N_UNIT weight rows each) */
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
 } matmul_ctx;
@@ -293,6 +346,7 @@ static void quantize_rows_task(void *p, int64_t g0, int64_t g1) {
     matmul_ctx *c = p;
     int64_t r1 = g1 * 8 < c->m ? g1 * 8 : c->m;
     slm_act_quantize_rows(c->kt, c->xf, c->buf, c->k, g0 * 8, r1);
+    if (c->act8) slm_act_quantize8_rows(c->kt, c->buf, c->k, g0 * 8, r1);
     if (c->m >= SLM_INTERLEAVE_ROWS) slm_act_interleave(c->buf, c->k, c->m, g0, g1);
 }
 
@@ -314,14 +368,21 @@ static void gemm_task(void *p, int64_t t0, int64_t t1) {
 
 int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                int64_t m, int64_t n, int64_t k) {
+    return slm_matmul_act(pool, wtype, w, x, y, m, n, k, 16);
+}
+
+int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
+                   int64_t m, int64_t n, int64_t k, int act_bits) {
     if (m < 0 || n < 0 || k < 0) return SLM_E_SHAPE;
+    if ((act_bits != 16 && act_bits != 8) ||
+        (act_bits == 8 && wtype != SLM_Q4_0_X8 && wtype != SLM_Q4_1_X8)) return SLM_E_TYPE;
     const slm_kernels *kt = slm_kernels_get();
     slm_gemm_fn gemm = slm_gemm_for(kt, wtype);
     if (!gemm) return SLM_E_TYPE;
     if (m == 0 || n == 0) return SLM_OK;
 
     matmul_ctx c = { .kt = kt, .gemm = gemm, .w = w, .ws = slm_row_size(wtype, k),
-                     .xf = x, .y = y, .m = m, .n = n, .k = k };
+                     .xf = x, .y = y, .m = m, .n = n, .k = k, .act8 = act_bits == 8 };
     c.x.f = x;
     c.x.k = k;
     slm_act_buf buf = {0};                   /* its float rows stay unused: x is read directly */
@@ -331,7 +392,7 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
         int64_t groups = (m + 7) / 8;
         if (groups > 1) slm_parallel_for(pool, groups, quantize_rows_task, &c);
         else quantize_rows_task(&c, 0, groups);
-        c.x = slm_act_view(&buf, k, m >= SLM_INTERLEAVE_ROWS);
+        c.x = slm_act_view(&buf, k, m >= SLM_INTERLEAVE_ROWS, c.act8);
     }
 
     /* Split over n first (every thread streams its own weights); split over m as well only

@@ -68,6 +68,30 @@ static void quantize_act_avx2(const float *x, int16_t *q, float *d, float *s, in
     }
 }
 
+/* int16 blocks to int8 ones in ACT8_ORDER (bit-identical to quantize_act8_generic). packs
+ * leaves each 128-bit lane with values 0-3, 8-11, 16-19, 24-27 (low lane) and 4-7, ... (high
+ * lane); interleaving the two lanes' bytes gives each 8 values as 0 4 1 5 2 6 3 7. */
+static void quantize_act8_avx2(const int16_t *q, const float *d, int8_t *q8, float *d8, float *s8,
+                               int64_t nb) {
+    const __m256 to8 = _mm256_set1_ps(127.0f / (float)QK_ACT_MAX);
+    const float scale8 = (float)QK_ACT_MAX / 127.0f;
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i iq[4];                            /* [4] x 8 int32 values */
+        for (int u = 0; u < 4; u++) {
+            __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(q + b * QK + 8 * u))));
+            iq[u] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(f, to8), rnd));
+        }
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(iq[0], iq[1]), _mm256_add_epi32(iq[2], iq[3]));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iq[0], iq[1]), _mm256_packs_epi32(iq[2], iq[3]));
+        __m128i lo = _mm256_castsi256_si128(p), hi = _mm256_extracti128_si256(p, 1);
+        _mm_storeu_si128((__m128i *)(q8 + b * QK), _mm_unpacklo_epi8(lo, hi));
+        _mm_storeu_si128((__m128i *)(q8 + b * QK + 16), _mm_unpackhi_epi8(lo, hi));
+        d8[b] = d[b] * scale8;
+        s8[b] = d8[b] * (float)hsum8i(sum);
+    }
+}
+
 /* ---- float weights (F32, F16, BF16) ------------------------------------------------------ */
 
 AI __m256 load_w8(int wt, const uint8_t *w, int64_t j) {
@@ -312,6 +336,23 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 _Static_assert((X8_MR == 4 || X8_MR == 6) && (X8_NG == 1 || X8_NG == 2),
                "gemm_x8 has cases for tiles of 4 or 6 rows of x and 1 or 2 groups");
 
+/* y[MR rows, NG groups of 8 weight rows] (+)= acc; the last group has nr <= 8 rows. */
+AI void store_x8(int NG, int MR, __m256 acc[2][X8_MR], float *y, size_t ys, int nr, int accumulate) {
+    for (int g = 0; g < NG; g++) {
+        int rows = g == NG - 1 ? nr : 8;
+        for (int i = 0; i < MR; i++) {
+            float *yi = y + i * ys + 8 * g;
+            if (rows == 8) {
+                _mm256_storeu_ps(yi, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yi), acc[g][i]) : acc[g][i]);
+            } else {
+                float t[8];                         /* [8] lanes */
+                _mm256_storeu_ps(t, acc[g][i]);
+                for (int r = 0; r < rows; r++) store_out(&yi[r], t[r], accumulate);
+            }
+        }
+    }
+}
+
 /* y[MR rows, NG groups of 8 weight rows] for NG (1 or 2) consecutive groups of repacked rows
  * from wg (gstride bytes apart; the last group has nr <= 8 rows); x rows from xr on. For each
  * block: every pair p of a group's 8 rows is widened to int16 from a 32-byte load with shifts
@@ -382,21 +423,67 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
             }
         }
     }
-    for (int g = 0; g < NG; g++) {
-        int rows = g == NG - 1 ? nr : 8;
-        for (int i = 0; i < MR; i++) {
-            float *yi = y + i * ys + 8 * g;
-            if (rows == 8) {
-                _mm256_storeu_ps(yi, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yi), acc[g][i]) : acc[g][i]);
-            } else {
-                float t[8];                         /* [8] lanes */
-                _mm256_storeu_ps(t, acc[g][i]);
-                for (int r = 0; r < rows; r++) store_out(&yi[r], t[r], accumulate);
+    store_x8(NG, MR, acc, y, ys, nr, accumulate);
+}
+
+
+/* acc += the u8 x s8 quad dots of w (unsigned) and x (signed), both [32] bytes: vpdpbusd with
+ * VNNI, else maddubs (no saturation: 2 * 15 * 127 fits int16) + madd by ones + add. */
+#ifdef SLM_VNNI
+#define QUAD_DOT(acc, w, x) _mm256_dpbusd_epi32(acc, w, x)
+#else
+#define QUAD_DOT(acc, w, x) \
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)))
+#endif
+
+/* xtile for Q4 weights and int8 activation blocks (x->q8, see slm_act): each 32-byte load of a
+ * group's block gives, masked, the low nibbles (values 8t + {0,4,1,5} of each row, 4 bytes a
+ * lane) and, shifted, the high ones (8t + {2,6,3,7}); x's int8 blocks are stored in that order,
+ * so each broadcast of 4 activation bytes meets one vector of 8 rows' 4 values. 8 quad dots per
+ * block instead of 16 pair dots; the epilogue is xtile's. */
+AI void xtile_act8(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const slm_act *x,
+                   int64_t xr, float *y, size_t ys, int nr, int accumulate) {
+    const int64_t nb = x->nb;
+    const size_t bs = wt == SLM_Q4_0_X8 ? sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
+    const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
+    const __m256i low4 = _mm256_set1_epi8(15);
+    __m256 acc[2][X8_MR];                           /* [NG][MR] lanes = the 8 weight rows */
+    for (int g = 0; g < NG; g++)
+        for (int i = 0; i < MR; i++) acc[g][i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + (NG > 1 ? gstride : 0);
+        __m256i p[2][X8_MR];                        /* [NG][MR] int32 dots of block b */
+        for (int g = 0; g < NG; g++)
+            for (int i = 0; i < MR; i++) p[g][i] = _mm256_setzero_si256();
+#define QUAD(w0, w1, e)                                                                       \
+        for (int i = 0; i < MR; i++) {                                                        \
+            __m256i xe = _mm256_set1_epi32(((const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK))[e]); \
+            p[0][i] = QUAD_DOT(p[0][i], w0, xe);                                              \
+            if (NG > 1) p[1][i] = QUAD_DOT(p[1][i], w1, xe);                                  \
+        }
+#define LOAD(blk, t) _mm256_loadu_si256((const __m256i *)((blk) + qoff + 32 * (t)))
+        for (int t = 0; t < 4; t++) {
+            __m256i v0 = LOAD(blk0, t), v1 = NG > 1 ? LOAD(blk1, t) : v0;
+            QUAD(_mm256_and_si256(v0, low4), _mm256_and_si256(v1, low4), 2 * t)
+            QUAD(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4),
+                 _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), 2 * t + 1)
+        }
+#undef LOAD
+#undef QUAD
+        for (int g = 0; g < NG; g++) {
+            const uint16_t *dbits = (const uint16_t *)(g ? blk1 : blk0);  /* [8] fp16 scales */
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
+            __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
+                                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
+            for (int i = 0; i < MR; i++) {
+                __m256 dx = _mm256_broadcast_ss(x->d8 + (xr + i) * nb + b);
+                acc[g][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[g][i]), _mm256_mul_ps(dw, dx), acc[g][i]);
+                acc[g][i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(x->s8 + (xr + i) * nb + b), acc[g][i]);
             }
         }
     }
+    store_x8(NG, MR, acc, y, ys, nr, accumulate);
 }
-
 
 /* Panels of X8_PANEL groups, strips of X8_MR rows of x, then tiles of X8_NG groups (one at the
  * end). w starts at a group; n rows (the last group may be partial). */
@@ -404,6 +491,7 @@ AI void gemm_x8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, 
                 size_t ys, int64_t m, int64_t n, int accumulate) {
     const int64_t groups = (n + 7) / 8;
     const size_t gstride = 8 * ws;
+    const int act8 = x->q8 && wt != SLM_Q8_0_X8;     /* int8 activations: Q4 weights only */
     for (int64_t g0 = 0; g0 < groups; g0 += X8_PANEL) {
         int64_t g1 = g0 + X8_PANEL < groups ? g0 + X8_PANEL : groups;
         for (int64_t i0 = 0; i0 < m; i0 += X8_MR) {
@@ -415,8 +503,10 @@ AI void gemm_x8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, 
                 const uint8_t *wg = (const uint8_t *)w + (size_t)g * gstride;
                 int nr = n - (g + ng - 1) * 8 < 8 ? (int)(n - (g + ng - 1) * 8) : 8;
                 float *yt = y + i0 * ys + g * 8;
-#define XT(MR) (ng == 2 ? xtile(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate) \
-                        : xtile(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate))
+#define XT(MR) (act8 ? (ng == 2 ? xtile_act8(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate) \
+                                : xtile_act8(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)) \
+                       : (ng == 2 ? xtile(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate) \
+                                : xtile(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)))
                 switch (mr) {
                 case 1: XT(1); break;
                 case 2: XT(2); break;
@@ -554,7 +644,7 @@ const slm_kernels slm_kernels_avx2 = {
     .name = "avx2",
     .repack = 1,
 #endif
-    .quantize_act = quantize_act_avx2,
+    .quantize_act = quantize_act_avx2, .quantize_act8 = quantize_act8_avx2,
     .gemm_f32 = gemm_f32_avx2, .gemm_f16 = gemm_f16_avx2, .gemm_bf16 = gemm_bf16_avx2,
     .gemm_q8_0 = gemm_q8_0_avx2, .gemm_q4_0 = gemm_q4_0_avx2, .gemm_q4_1 = gemm_q4_1_avx2,
     .gemm_q8_0x8 = gemm_q8_0x8_avx2, .gemm_q4_0x8 = gemm_q4_0x8_avx2, .gemm_q4_1x8 = gemm_q4_1x8_avx2,

@@ -96,6 +96,13 @@ int slm_physical_cores(void);
 int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                int64_t m, int64_t n, int64_t k);
 
+/* slm_matmul with the activation precision chosen: act_bits 16 (as slm_matmul), or 8 for
+ * repacked Q4 weights (SLM_Q4_0_X8, SLM_Q4_1_X8): int8 blocks (d = amax / 127, ggml's and
+ * llama.cpp's precision) and u8 x s8 dot products, twice as many per instruction as int16 where
+ * the CPU has VNNI, at the cost of ~3% in SmolLM2's logits. SLM_E_TYPE for other combinations. */
+int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
+                   int64_t m, int64_t n, int64_t k, int act_bits);
+
 /* ---- machine-limit probes (for benchmarks: kernel speed as a fraction of these) ----------- */
 
 /* Streaming-read bandwidth in GB/s: the pool's threads read disjoint parts of a buffer of
@@ -172,6 +179,9 @@ typedef struct {
     int kv_type;            /* KV cache: SLM_F32, or SLM_Q8_0 = int8 rows, one float scale each */
     int keep_layout;        /* 1: run Q4_0/Q4_1/Q8_0 weights as stored; 0: repack them (below)
                                when the kernel variant in use runs repacked weights faster */
+    int prefill_act_bits;   /* 16 (or 0): int16 activation blocks everywhere; 8: int8 ones for
+                               steps of 8 or more rows (prefill) on repacked Q4 weights (see
+                               slm_matmul_act: faster with VNNI, ~3% of SmolLM2's logits) */
 } slm_llama_config;
 
 typedef struct slm_llama slm_llama;

@@ -187,8 +187,9 @@ def probe_int8_gops(pool: Pool | None = None, iters: int = 2_000_000, reps: int 
 # ---- ops -----------------------------------------------------------------------------------
 
 def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | None = None,
-           out: np.ndarray | None = None) -> np.ndarray:
-    """y[m, n] = x[m, k] @ W^T for W[n, k] stored as wtype (raw bytes or float array)."""
+           out: np.ndarray | None = None, act_bits: int = 16) -> np.ndarray:
+    """y[m, n] = x[m, k] @ W^T for W[n, k] stored as wtype (raw bytes or float array).
+    act_bits=8: int8 activation blocks, for repacked Q4 weights (see slm_matmul_act)."""
     t = type_id(wtype)
     x = _f32(x, "x")
     if x.shape[-1] != k:
@@ -199,7 +200,8 @@ def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | Non
         raise ValueError(f"matmul: weight holds {w.nbytes} bytes, {TYPE_NAMES.get(t, t)} [{n}, {k}] "
                          f"needs {need} contiguous bytes")
     out = _out(out, x.shape[:-1] + (n,))
-    _check(lib.slm_matmul(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k), "matmul")
+    _check(lib.slm_matmul_act(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k,
+                              int(act_bits)), f"matmul ({TYPE_NAMES.get(t, t)}, {act_bits}-bit activations)")
     return out
 
 

@@ -38,7 +38,8 @@ def load_tokenizer(path):
 
 
 def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None = None,
-                          tokenizer=None, kv_cache: str = "f32") -> Model:
+                          tokenizer=None, kv_cache: str = "f32",
+                          prefill_act: str = "int16") -> Model:
     from .models import ARCHITECTURES
     arch_cls = ARCHITECTURES.get(ckpt.config.architecture)
     if arch_cls is None:
@@ -56,11 +57,11 @@ def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None =
             tok = GGUFTokenizer.from_reader(reader, source=str(tok))
         else:
             tok = load_tokenizer(tok)
-    return Model(ckpt, arch_cls(ckpt, be, kv_cache=kv_cache), tok, be)
+    return Model(ckpt, arch_cls(ckpt, be, kv_cache=kv_cache, prefill_act=prefill_act), tok, be)
 
 
 def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
-         kv_cache: str = "f32") -> Model:
+         kv_cache: str = "f32", prefill_act: str = "int16") -> Model:
     """Load a model for generation and scoring.
 
     path      a Hugging Face folder, an slmkit quantised folder, a .gguf or a llama2.c .bin, or
@@ -70,5 +71,9 @@ def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
     tokenizer a Tokenizer or a path to one (default: the one beside or inside the model)
     kv_cache  "f32", or "int8" (cpu backend: keys and values as int8 rows with a scale each,
               a quarter of the memory and of the attention reads on long contexts)
+    prefill_act "int16", or "int8" (cpu backend: prompts of 8 tokens or more meet Q4 weights as
+              int8 activation blocks, llama.cpp's precision: prefill ~1.3x faster on CPUs with
+              VNNI, SmolLM2's logits ~3% off float64 instead of 0.04%; generation is unchanged)
     """
-    return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer, kv_cache)
+    return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer, kv_cache,
+                                 prefill_act)

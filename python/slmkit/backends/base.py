@@ -51,6 +51,9 @@ class Backend(ABC):
         """x += y."""
 
     kv_caches = ("f32",)            # KV-cache kinds new_kv_cache makes
+    # activation precisions of prefill matmuls that compile_llama's pass offers beside the
+    # default ("int16": the cpu backend's int16 blocks; the numpy reference is float64 anyway)
+    prefill_acts = ("int16",)
 
     def new_kv_cache(self, n_kv_heads: int, max_seq: int, head_dim: int, kind: str = "f32"):
         """The caches of one layer: (k_cache, v_cache), [n_kv_heads, max_seq, head_dim] each

@@ -96,6 +96,7 @@ class CpuBackend(Backend):
         _native.add_(x, y)
 
     kv_caches = ("f32", "int8")
+    prefill_acts = ("int16", "int8")
 
     def new_kv_cache(self, n_kv_heads: int, max_seq: int, head_dim: int, kind: str = "f32"):
         """f32: (k, v) float32; int8: (k, v) int8 rows and (k_scale, v_scale) [n_kv, max_seq]."""
@@ -130,6 +131,7 @@ class CompiledLlama:
                       vocab=cfg.vocab_size, norm_eps=cfg.rms_norm_eps, rope_base=cfg.rope_theta,
                       rope_interleaved=int(cfg.rope_interleaved),
                       kv_type=_native.Q8_0 if model.kv_cache == "int8" else _native.F32,
+                      prefill_act_bits=8 if model.prefill_act == "int8" else 16,
                       # SLMKIT_REPACK=0 runs the quantised weights in their stored layout
                       keep_layout=int(os.environ.get("SLMKIT_REPACK", "1") == "0"))
         self.native = _native.LlamaForward(config, weight(model.embed_tokens), model.norm,

@@ -32,13 +32,18 @@ class KVCache:
 
 
 class LlamaModel:
-    def __init__(self, ckpt: Checkpoint, backend: Backend, kv_cache: str = "f32"):
+    def __init__(self, ckpt: Checkpoint, backend: Backend, kv_cache: str = "f32",
+                 prefill_act: str = "int16"):
         self.config = cfg = ckpt.config
         self.backend = backend
         if kv_cache not in backend.kv_caches:
             raise ValueError(f"kv_cache={kv_cache!r}: the {backend.name} backend has "
                              f"{', '.join(backend.kv_caches)}")
+        if prefill_act not in backend.prefill_acts:
+            raise ValueError(f"prefill_act={prefill_act!r}: the {backend.name} backend has "
+                             f"{', '.join(backend.prefill_acts)}")
         self.kv_cache = kv_cache
+        self.prefill_act = prefill_act
         check_shapes(ckpt)
         prep = backend.prepare
         name = "model.layers.{}.{}"
@@ -90,6 +95,9 @@ class LlamaModel:
         if self.kv_cache != "f32" and (self.compiled is None or observe is not None):
             raise ValueError(f"a {self.kv_cache} KV cache runs only in the compiled forward "
                              f"pass (cpu backend, no observer)")
+        if self.prefill_act != "int16" and (self.compiled is None or observe is not None):
+            raise ValueError(f"{self.prefill_act} prefill activations run only in the compiled "
+                             f"forward pass (cpu backend, no observer)")
         if self.compiled is not None and observe is None:
             self.check_ids(ids)
             logits = self.compiled.forward(ids, cache, all_logits)          # [m or 1, vocab]
