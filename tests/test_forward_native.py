@@ -188,3 +188,43 @@ def test_int8_kv_cache_quality_on_stories260k(stories_hf, tinystories_text):
     r = evaluate(int8, tinystories_text[:20000], base=base, ctx=256, max_tokens=2000)
     print(f"int8 KV cache vs f32 on stories260K: {r}")
     assert r.kl_mean < 0.005 and r.top1 >= 0.97
+
+
+# ---- int8 prefill activations ----------------------------------------------------------------
+
+@pytest.mark.parametrize("config", ["llama-gqa", "qwen2-bias", "odd-widths"])
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1"])
+def test_int8_prefill_close_to_float64_and_same_on_every_kernel(wtype, config):
+    """The int8 blocks are read by the repacked Q4 kernels (the SIMD variants; the kernels
+    themselves are checked against the generic reference in test_kernels_matmul.py). The generic
+    variant runs weights as stored, where the option changes nothing."""
+    ckpt = random_checkpoint(seed=4, wtype=wtype, **CONFIGS[config])
+    ids = np.random.default_rng(6).integers(3, 259, 40)
+    ref = model_from_checkpoint(ckpt, "numpy").logits(ids)
+    got = {}
+    for variant in VARIANTS:
+        nat.set_kernel(variant)
+        int16 = model_from_checkpoint(ckpt, "cpu", 2)
+        model = model_from_checkpoint(ckpt, "cpu", 2, prefill_act="int8")
+        got[variant] = model.logits(ids)
+        # a prompt under 8 tokens, and so every decode step, keeps int16 activations
+        np.testing.assert_array_equal(model.logits(ids[:5]), int16.logits(ids[:5]))
+        err8, err16 = rel(got[variant], ref), rel(int16.logits(ids), ref)
+        if variant == "generic":
+            assert err8 == err16
+        else:
+            assert 5 * err16 < err8 < 0.05, (variant, err8, err16)   # int8 blocks: ~1% here
+    simd = VARIANTS[1:]
+    for variant in simd[1:]:
+        assert rel(got[variant], got[simd[0]]) < 2e-4, variant
+
+
+def test_int8_prefill_needs_the_compiled_pass():
+    ckpt = random_checkpoint(seed=3, wtype="q4_0")
+    with pytest.raises(ValueError, match="prefill_act='int8': the numpy backend has int16"):
+        model_from_checkpoint(ckpt, "numpy", prefill_act="int8")
+    with pytest.raises(ValueError, match="prefill_act='int4'"):
+        model_from_checkpoint(ckpt, "cpu", prefill_act="int4")
+    model = model_from_checkpoint(ckpt, "cpu", prefill_act="int8")
+    with pytest.raises(ValueError, match="int8 prefill activations run only in the compiled"):
+        model.arch.forward(np.arange(3, 12), model.arch.new_cache(16), observe=lambda *a: None)

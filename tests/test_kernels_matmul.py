@@ -398,3 +398,74 @@ def test_outlier_channels_keep_small_values(variant, wtype, k, n, m, kernel):
     wb = np.abs(pad32(wd.astype(np.float32))).sum(axis=2)            # [n, nb]
     bound = xb @ wb.T / (32767 * 2) * 1.01 + 2e-6 * (np.abs(xd) @ np.abs(wd).T)
     assert np.all(np.abs(y - ref) <= bound), (np.abs(y - ref) / bound).max()
+
+
+# ---- int8 activation blocks (act_bits=8, repacked Q4 weights) --------------------------------
+
+Q4_TYPES = [nat.Q4_0, nat.Q4_1]
+
+
+def act8_bound(x, wd):
+    """Per output: x ~ d8*q8 rounds each value by at most amax/254 of its block (q8 is made from
+    the int16 block, itself within amax/65534), plus float32 sums."""
+    xb = np.abs(pad32(x)).max(axis=2).astype(np.float64)             # [m, nb]
+    wb = np.abs(pad32(wd.astype(np.float32))).sum(axis=2)            # [n, nb]
+    xd = x.astype(np.float64)
+    return xb @ wb.T * (1 / 254 + 1 / 65534) * 1.01 + 2e-6 * (np.abs(xd) @ np.abs(wd).T)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", Q4_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("k", [32, 33, 172, 576, 1536])
+@pytest.mark.parametrize("n,m", [(8, 1), (13, 7), (64, 17), (577, 64), (200, 6)])
+def test_act8_matmul_vs_float64(variant, wtype, k, n, m, kernel):
+    """Every output within the int8 rounding bound of float64 (a value dotted with the wrong
+    weight, e.g. a wrong byte order in the blocks, breaks it at once), on activations with
+    outlier channels; and the int8 path really runs: it is further from float64 than int16."""
+    nat.set_kernel(variant)
+    rng = np.random.default_rng(k * 7 + n + m)
+    raw, wd = weights(rng, wtype, n, k)
+    packed, rtype = nat.repack(raw, wtype, n, k)
+    x = rand(rng, m, k)
+    x[:, [1, k // 2]] *= 20.0
+    y8 = nat.matmul(x, packed, rtype, n, k, pool=nat.Pool(2), act_bits=8)
+    ref = x.astype(np.float64) @ wd.T
+    assert np.all(np.abs(y8 - ref) <= act8_bound(x, wd)), (np.abs(y8 - ref) / act8_bound(x, wd)).max()
+    y16 = nat.matmul(x, packed, rtype, n, k)
+    assert rel_err(y16, ref) < rel_err(y8, ref) < 0.05
+
+
+@pytest.mark.skipif(len(VARIANTS) < 2, reason="no SIMD variant on this CPU")
+@pytest.mark.parametrize("wtype", Q4_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("k,n,m", [(33, 13, 9), (576, 577, 64), (1536, 96, 13), (172, 40, 1)])
+def test_act8_simd_matches_generic(wtype, k, n, m, kernel):
+    """Same int8 blocks in every variant (one quantisation unit apart would show at ~1e-3), the
+    sums in another order only."""
+    rng = np.random.default_rng(k + n * 3 + m)
+    raw, _ = weights(rng, wtype, n, k)
+    packed, rtype = nat.repack(raw, wtype, n, k)
+    x = rand(rng, m, k)
+    nat.set_kernel("generic")
+    ref = nat.matmul(x, packed, rtype, n, k, act_bits=8).astype(np.float64)
+    for v in VARIANTS[1:]:
+        nat.set_kernel(v)
+        for threads in (1, 3):
+            y = nat.matmul(x, packed, rtype, n, k, pool=nat.Pool(threads), act_bits=8)
+            assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max(), v
+
+
+def test_act8_only_for_repacked_q4():
+    rng = np.random.default_rng(2)
+    x = rand(rng, 9, 64)
+    for wtype in (nat.Q8_0, nat.Q4_0, nat.F32):
+        raw, _ = weights(rng, wtype, 8, 64)
+        with pytest.raises(nat.NativeError, match="8-bit activations"):
+            nat.matmul(x, raw, wtype, 8, 64, act_bits=8)
+    raw, _ = weights(rng, nat.Q8_0, 8, 64)
+    packed, rtype = nat.repack(raw, nat.Q8_0, 8, 64)
+    with pytest.raises(nat.NativeError, match="8-bit activations"):
+        nat.matmul(x, packed, rtype, 8, 64, act_bits=8)
+    raw, _ = weights(rng, nat.Q4_0, 8, 64)
+    packed, rtype = nat.repack(raw, nat.Q4_0, 8, 64)
+    with pytest.raises(nat.NativeError, match="12-bit activations"):
+        nat.matmul(x, packed, rtype, 8, 64, act_bits=12)
