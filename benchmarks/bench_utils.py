@@ -15,7 +15,10 @@ def pool(threads: int) -> nat.Pool:
 
 
 class Limits:
-    """Streaming-read GB/s and int8 GOPS per thread count, measured on first use."""
+    """Streaming-read GB/s and int8 GOPS per thread count: the best seen in the session. The
+    int8 probe is cheap (~3 ms a repetition), so it runs again on every request and the peak
+    only grows: on a shared VM a single early reading can catch a slow moment (one thread read
+    260-420 GOPS here within a minute), which would inflate every fraction after it."""
 
     def __init__(self):
         self._read, self._int8 = {}, {}
@@ -26,8 +29,8 @@ class Limits:
         return self._read[threads]
 
     def int8_gops(self, threads: int) -> float:
-        if threads not in self._int8:
-            self._int8[threads] = nat.probe_int8_gops(pool(threads), 2_000_000, reps=5)
+        now = nat.probe_int8_gops(pool(threads), 2_000_000, reps=10)
+        self._int8[threads] = max(now, self._int8.get(threads, 0.0))
         return self._int8[threads]
 
 

@@ -2,7 +2,8 @@
 (m=512) on the linear shapes of SmolLM2-135M and Qwen2.5-0.5B (random weights), plus the
 machine-limit probes they are judged against. The *_x8 formats are the quantised ones repacked
 as the forward pass runs them (8 rows interleaved per block, slm_repack); the plain ones are the
-layout of the files (slm_matmul on weights as stored).
+layout of the files (slm_matmul on weights as stored); *_x8_a8 are repacked Q4 weights against
+int8 activation blocks (prefill_act="int8"; prefill only).
 
 extra_info of each case: GOPS (2*m*n*k / s), GB/s (weight bytes / s), and the fraction of the
 limit that bounds it, measured in the same run: decode (weights cycled through copies larger
@@ -24,11 +25,13 @@ SHAPES = {   # (k, n) of the linear layers
     "qwen2.5-0.5b": [(896, 896), (896, 128), (896, 4864), (4864, 896)],
 }
 CASES = [(model, k, n) for model, shapes in SHAPES.items() for k, n in shapes]
-FORMATS = ["q8_0_x8", "q4_0_x8", "q4_1_x8", "q8_0", "q4_0", "q4_1", "f16", "f32"]
+FORMATS = ["q8_0_x8", "q4_0_x8", "q4_1_x8", "q4_0_x8_a8", "q4_1_x8_a8", "q8_0", "q4_0", "q4_1",
+           "f16", "f32"]
 QUANT = ("q8_0", "q4_0", "q4_1")
 MS = [1, 512]                                            # decode, prefill
 REL_TOL = {"q8_0": 2e-3, "q4_0": 2e-3, "q4_1": 2e-3, "f16": 1e-5, "f32": 1e-5}
 REL_TOL.update({f"{f}_x8": REL_TOL[f] for f in QUANT})
+REL_TOL.update({"q4_0_x8_a8": 3e-2, "q4_1_x8_a8": 3e-2})   # int8 activations: ~1% here
 COLD_BYTES = 96 << 20                                    # decode weights beyond a 32 MB L3
 
 
@@ -36,9 +39,14 @@ def make(k, n, m, fmt, seed=0):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.05)
     x = rng.standard_normal((m, k), dtype=np.float32)
-    base = fmt.removesuffix("_x8")
+    base = fmt.removesuffix("_a8").removesuffix("_x8")
     raw = nat.quantize(w, base)
     return (nat.repack(raw, base, n, k)[0] if fmt != base else raw), x
+
+
+def wtype_and_bits(fmt):
+    """The matmul's weight type name and activation bits for a format of FORMATS."""
+    return fmt.removesuffix("_a8"), 8 if fmt.endswith("_a8") else 16
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -46,6 +54,9 @@ def make(k, n, m, fmt, seed=0):
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("model,k,n", CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CASES])
 def test_bench_matmul(benchmark, limits, model, k, n, fmt, m, threads):
+    wtype, bits = wtype_and_bits(fmt)
+    if bits == 8 and m == 1:
+        pytest.skip("int8 activation blocks are for prefill")
     if benchmark.disabled:                   # correctness run: a slice of the shape, once
         n, m = min(n, 128), min(m, 8)
     raw, x = make(k, n, m, fmt)
@@ -57,13 +68,13 @@ def test_bench_matmul(benchmark, limits, model, k, n, fmt, m, threads):
         # a real decode step does (a 30-layer model is larger than the L3)
         copies = [raw] + [raw.copy() for _ in range(min(63, COLD_BYTES // raw.nbytes))]
         turn = iter(range(1 << 62))
-        benchmark(lambda: nat.matmul(x, copies[next(turn) % len(copies)], fmt, n, k, pool(threads), out))
+        benchmark(lambda: nat.matmul(x, copies[next(turn) % len(copies)], wtype, n, k, pool(threads), out))
         raw = copies[0]
-        nat.matmul(x, raw, fmt, n, k, pool(threads), out)
+        nat.matmul(x, raw, wtype, n, k, pool(threads), out)
     else:
-        benchmark(nat.matmul, x, raw, fmt, n, k, pool(threads), out)
+        benchmark(nat.matmul, x, raw, wtype, n, k, pool(threads), out, bits)
 
-    ref = x.astype(np.float64) @ nat.dequantize(raw, fmt, k, n).astype(np.float64).T
+    ref = x.astype(np.float64) @ nat.dequantize(raw, wtype, k, n).astype(np.float64).T
     err = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert err < REL_TOL[fmt], err
     if benchmark.disabled:
@@ -75,7 +86,7 @@ def test_bench_matmul(benchmark, limits, model, k, n, fmt, m, threads):
     if m == 1:
         info["read_GBps"] = round(limits.read_gbps(threads), 2)
         info["frac_read_bw"] = round(gbps / info["read_GBps"], 3)
-    elif fmt.removesuffix("_x8") in QUANT:
+    elif wtype.removesuffix("_x8") in QUANT:
         info["int8_GOPS"] = round(limits.int8_gops(threads), 2)
         info["frac_int8_peak"] = round(gops / info["int8_GOPS"], 3)
 
@@ -90,7 +101,8 @@ def test_bench_probe_read(benchmark, threads):
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_bench_probe_int8(benchmark, threads):
-    """Independent maddubs + madd + add steps on every thread; the prefill bound."""
+    """Independent int8 dot steps on every thread (vpdpbusd with VNNI, else maddubs + madd +
+    add); the prefill bound."""
     iters = 1000 if benchmark.disabled else 2_000_000
     assert benchmark(nat.probe_int8_gops, pool(threads), iters, 1) > 0
     benchmark.extra_info.update(kernel=nat.kernel_name(), threads=threads)
