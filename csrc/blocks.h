@@ -68,9 +68,10 @@ _Static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "block_q8_0x8 is 
 /* Activations (internal, never stored) are quantised on the fly to int16 per block of 32 values
  * (see slm_act in kernels.h): x[j] ~ d * q[j], d = amax / 32767. int8 activations (ggml's Q8_0)
  * lose the small values of a block that holds an outlier channel: SmolLM2's logits moved by 2.8%
- * against float64 and its greedy text diverged after 9 tokens. int16 keeps ~15 bits, and on AVX2
- * an int16 x int16 dot (two vpmaddwd per block) costs the same multiplier uops as an int8 one
- * (vpmaddubsw + vpmaddwd), so the precision is free. */
+ * against float64 and its greedy text diverged after 9 tokens. int16 keeps ~15 bits. On AVX2 an
+ * int16 x int16 dot (two vpmaddwd per block) costs the same multiplier uops as an int8 one
+ * (vpmaddubsw + vpmaddwd), so the precision is free there; with VNNI, vpdpbusd does twice the
+ * int8 products of vpdpwssd's int16 ones, which is what prefill_act="int8" buys (kernels.h). */
 #define QK_ACT_MAX 32767
 
 /* ---- scalar conversions (portable; the AVX2 file uses F16C for whole vectors) ---------------- */
