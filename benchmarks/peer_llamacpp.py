@@ -4,6 +4,7 @@ same machine state. Prints medians and the ratios slmkit / llama.cpp.
 
     python benchmarks/peer_llamacpp.py                        # SmolLM2-135M as q4_0 and q8_0, 1 and 2 threads
     python benchmarks/peer_llamacpp.py --formats q4_0 --threads 2 -p 512 -n 128 --rounds 7 --json out.json
+    python benchmarks/peer_llamacpp.py --formats q4_0 -n 0 --prefill-act int8   # llama.cpp's precision
 
 Both sides time the forward pass alone, as llama-bench does: pp = a prefill of p random tokens
 into an empty KV cache, tg = n single-token steps from an empty cache. The GGUFs are made from the
@@ -82,9 +83,10 @@ class LlamaCpp:
 
 
 def compare(path, threads: int, n_prompt: int = 512, n_gen: int = 128, rounds: int = 5,
-            seed: int = 0) -> dict:
-    """Alternating rounds of slmkit and llama.cpp on one GGUF; medians in tokens/s and ratios."""
-    ours = slmkit.load(path, threads=threads)
+            seed: int = 0, prefill_act: str = "int16") -> dict:
+    """Alternating rounds of slmkit and llama.cpp on one GGUF; medians in tokens/s and ratios.
+    prefill_act="int8" runs slmkit's prefill at llama.cpp's activation precision (int8 blocks)."""
+    ours = slmkit.load(path, threads=threads, prefill_act=prefill_act)
     peer = LlamaCpp(path, threads, n_ctx=max(n_prompt, n_gen) + 8, n_batch=max(n_prompt, 1))
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, ours.config.vocab_size, n_prompt)
@@ -103,7 +105,8 @@ def compare(path, threads: int, n_prompt: int = 512, n_gen: int = 128, rounds: i
                 runs[k].append(v)
     med = {k: statistics.median(v) for k, v in runs.items() if v}
     out = {"model": str(path), "threads": threads, "n_prompt": n_prompt, "n_gen": n_gen,
-           "rounds": rounds, "kernel": ours.backend.info().get("kernel"), **med}
+           "rounds": rounds, "kernel": ours.backend.info().get("kernel"),
+           "prefill_act": prefill_act, **med}
     if n_prompt:
         out["pp_ratio"] = med["slmkit_pp"] / med["llama_pp"]
     if n_gen:
@@ -119,6 +122,8 @@ def main(argv=None) -> int:
     ap.add_argument("-p", "--n-prompt", type=int, default=512)
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--prefill-act", choices=("int16", "int8"), default="int16",
+                    help="slmkit's prefill activation precision (int8: llama.cpp's)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     try:
@@ -132,7 +137,8 @@ def main(argv=None) -> int:
     for fmt in args.formats:
         path = peer_gguf(fmt, args.model)
         for t in args.threads:
-            r = compare(path, t, args.n_prompt, args.n_gen, args.rounds)
+            r = compare(path, t, args.n_prompt, args.n_gen, args.rounds,
+                        prefill_act=args.prefill_act)
             r["format"] = fmt
             results.append(r)
             print(f"{fmt:6} {t:>3} | {r.get('slmkit_pp', 0):10.1f} {r.get('llama_pp', 0):9.1f} "
