@@ -37,7 +37,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(r.to_dict()))
         return 0
-    backend = f"{r.backend} ({r.kernel})" if r.kernel else r.backend
+    options = [r.kernel] if r.kernel else []
+    options += [f"{r.kv_cache} KV cache"] if r.kv_cache != "f32" else []
+    options += [f"{r.prefill_act} prefill"] if r.prefill_act != "int16" else []
+    backend = f"{r.backend} ({', '.join(options)})" if options else r.backend
     rows = []
     if r.n_prompt:
         rows.append((f"pp{r.n_prompt}", _rate(r.pp_runs)))
