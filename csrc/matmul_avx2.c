@@ -353,6 +353,27 @@ AI void store_x8(int NG, int MR, __m256 acc[2][X8_MR], float *y, size_t ys, int 
     }
 }
 
+/* acc[g][i] += the int32 dots p[g][i] of one block times the scales of its 8 weight rows (the
+ * fp16 d of blk0 / blk1) and of activation row i (dx[i * nb]), and for Q4 + the rows' minimum
+ * (Q4_1's m, Q4_0's -8 d) times the activation block's scaled sum (sx[i * nb]). */
+AI void scale_x8(int wt, int MR, int NG, const uint8_t *blk0, const uint8_t *blk1,
+                 __m256i p[2][X8_MR], const float *dx, const float *sx, int64_t nb,
+                 __m256 acc[2][X8_MR]) {
+    for (int g = 0; g < NG; g++) {
+        const uint16_t *dbits = (const uint16_t *)(g ? blk1 : blk0);  /* [8] fp16 scales */
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
+        for (int i = 0; i < MR; i++)
+            acc[g][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[g][i]),
+                                        _mm256_mul_ps(dw, _mm256_broadcast_ss(dx + i * nb)), acc[g][i]);
+        if (wt != SLM_Q8_0_X8) {
+            __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
+                                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
+            for (int i = 0; i < MR; i++)
+                acc[g][i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(sx + i * nb), acc[g][i]);
+        }
+    }
+}
+
 /* y[MR rows, NG groups of 8 weight rows] for NG (1 or 2) consecutive groups of repacked rows
  * from wg (gstride bytes apart; the last group has nr <= 8 rows); x rows from xr on. For each
  * block: every pair p of a group's 8 rows is widened to int16 from a 32-byte load with shifts
@@ -408,20 +429,7 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
 #undef LOAD
 #undef PAIR
         if (split) p[0][0] = _mm256_add_epi32(p[0][0], p[1][0]);
-        for (int g = 0; g < NG; g++) {
-            const uint16_t *dbits = (const uint16_t *)(g ? blk1 : blk0);  /* [8] fp16 scales */
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
-            for (int i = 0; i < MR; i++) {
-                __m256 dx = _mm256_broadcast_ss(x->d + (xr + i) * nb + b);
-                acc[g][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[g][i]), _mm256_mul_ps(dw, dx), acc[g][i]);
-            }
-            if (wt != SLM_Q8_0_X8) {          /* + m * d_x * sum(q_x), Q4_0's m being -8 d */
-                __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
-                                              : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
-                for (int i = 0; i < MR; i++)
-                    acc[g][i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(x->s + (xr + i) * nb + b), acc[g][i]);
-            }
-        }
+        scale_x8(wt, MR, NG, blk0, blk1, p, x->d + xr * nb + b, x->s + xr * nb + b, nb, acc);
     }
     store_x8(NG, MR, acc, y, ys, nr, accumulate);
 }
@@ -440,7 +448,7 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
  * group's block gives, masked, the low nibbles (values 8t + {0,4,1,5} of each row, 4 bytes a
  * lane) and, shifted, the high ones (8t + {2,6,3,7}); x's int8 blocks are stored in that order,
  * so each broadcast of 4 activation bytes meets one vector of 8 rows' 4 values. 8 quad dots per
- * block instead of 16 pair dots; the epilogue is xtile's. */
+ * block instead of 16 pair dots; the same scaling (scale_x8). */
 AI void xtile_act8(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const slm_act *x,
                    int64_t xr, float *y, size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
@@ -470,17 +478,7 @@ AI void xtile_act8(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, co
         }
 #undef LOAD
 #undef QUAD
-        for (int g = 0; g < NG; g++) {
-            const uint16_t *dbits = (const uint16_t *)(g ? blk1 : blk0);  /* [8] fp16 scales */
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dbits));
-            __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
-                                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
-            for (int i = 0; i < MR; i++) {
-                __m256 dx = _mm256_broadcast_ss(x->d8 + (xr + i) * nb + b);
-                acc[g][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[g][i]), _mm256_mul_ps(dw, dx), acc[g][i]);
-                acc[g][i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(x->s8 + (xr + i) * nb + b), acc[g][i]);
-            }
-        }
+        scale_x8(wt, MR, NG, blk0, blk1, p, x->d8 + xr * nb + b, x->s8 + xr * nb + b, nb, acc);
     }
     store_x8(NG, MR, acc, y, ys, nr, accumulate);
 }
