@@ -22,7 +22,7 @@
  * integer dot accumulates 8 rows at once and is converted and scaled once per block.
  *
  * Prefill may also carry int8 blocks (q8, made from the int16 ones, see slm_act_quantize8_rows):
- * x ~ d8 * q8, s8 = d8 * sum(q8), the 32 values of a block in the order ACT8_ORDER, which is the
+ * x ~ d8 * q8, s8 = d8 * sum(q8), q8sum = sum(q8), the 32 values of a block in the order ACT8_ORDER, which is the
  * byte order of a masked 32-byte load of repacked Q4 weights (blocks.h), so that one broadcast
  * of 4 activation bytes meets 4 values of 8 weight rows in a u8 x s8 dot (vpdpbusd). The Q4
  * repacked kernels read q8 when it is there; every other kernel reads q. */
@@ -34,6 +34,7 @@ typedef struct {
     const float *di, *si; /* [ceil(m/8), nb, 8] */
     const int8_t *q8;     /* [m, nb, 32] int8 rows in ACT8_ORDER, or NULL */
     const float *d8, *s8; /* [m, nb] */
+    const int32_t *q8sum; /* [m, nb] */
     int64_t k, nb;        /* values per row, blocks per row = ceil(k / 32) */
 } slm_act;
 
@@ -47,10 +48,10 @@ typedef struct {
  * bit-identical results, so that SIMD and reference gemms see the same inputs. */
 typedef void (*slm_quantize_act_fn)(const float *x, int16_t *q, float *d, float *s, int64_t k);
 
-/* nb int16 blocks (q, d) again as int8 blocks q8 (values in ACT8_ORDER), d8, s8: q8 = round(q *
- * 127 / 32767), d8 = d * 32767 / 127. Bit-identical in every variant, as above. */
+/* nb int16 blocks (q, d) again as int8 blocks q8 (values in ACT8_ORDER), d8, s8, q8sum: q8 =
+ * round(q * 127 / 32767), d8 = d * 32767 / 127. Bit-identical in every variant, as above. */
 typedef void (*slm_quantize_act8_fn)(const int16_t *q, const float *d, int8_t *q8, float *d8,
-                                     float *s8, int64_t nb);
+                                     float *s8, int32_t *q8sum, int64_t nb);
 
 /* Rows i0 .. i0+m-1 of x times weight rows 0 .. n-1:
  *   y[i*ys + j] = dot(x row i0+i, w row j)       (acc = 0)
@@ -120,6 +121,7 @@ typedef struct {
     float *di, *si;       /* [ceil(rows/8), nb, 8], 32-byte aligned */
     int8_t *q8;           /* [rows, nb, 32] in ACT8_ORDER, 64-byte aligned */
     float *d8, *s8;       /* [rows, nb] */
+    int32_t *q8sum;       /* [rows, nb] */
     int64_t rows, k, nb;
 } slm_act_buf;
 
@@ -131,7 +133,7 @@ void slm_act_buf_free(slm_act_buf *buf);
 void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
                            int64_t r0, int64_t r1);
 
-/* Rows r0 .. r1-1 of buf's int16 blocks again as int8 blocks (q8, d8, s8; see slm_act). */
+/* Rows r0 .. r1-1 of buf's int16 blocks again as int8 blocks (q8, d8, s8, q8sum; see slm_act). */
 void slm_act_quantize8_rows(const slm_kernels *kt, slm_act_buf *buf, int64_t k, int64_t r0, int64_t r1);
 
 /* Interleave groups g0 .. g1-1 of the quantised rows of buf (m rows in all; see slm_act). */
@@ -143,7 +145,7 @@ static inline slm_act slm_act_view(const slm_act_buf *buf, int64_t k, int interl
     slm_act a = { buf->f, buf->q, buf->d, buf->s, interleaved ? buf->qi : NULL,
                   interleaved ? buf->di : NULL, interleaved ? buf->si : NULL,
                   act8 ? buf->q8 : NULL, act8 ? buf->d8 : NULL, act8 ? buf->s8 : NULL,
-                  k, (k + QK - 1) / QK };
+                  act8 ? buf->q8sum : NULL, k, (k + QK - 1) / QK };
     return a;
 }
 

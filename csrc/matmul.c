@@ -36,7 +36,7 @@ static void quantize_act_generic(const float *x, int16_t *q, float *d, float *s,
 }
 
 static void quantize_act8_generic(const int16_t *q, const float *d, int8_t *q8, float *d8,
-                                  float *s8, int64_t nb) {
+                                  float *s8, int32_t *q8sum, int64_t nb) {
     static const int order[8] = ACT8_ORDER;
     /* |q| <= 32767 maps onto |q8| <= 127 */
     const float to8 = 127.0f / (float)QK_ACT_MAX, scale8 = (float)QK_ACT_MAX / 127.0f;
@@ -49,6 +49,7 @@ static void quantize_act8_generic(const int16_t *q, const float *d, int8_t *q8, 
         }
         d8[b] = d[b] * scale8;
         s8[b] = d8[b] * (float)sum;
+        q8sum[b] = sum;
     }
 }
 
@@ -107,10 +108,9 @@ static int isum_q4_act8(const uint8_t *qs, const slm_act *x, int64_t i, int64_t 
 }
 
 static float block_q4_0_act8_generic(const block_q4_0 *w, const slm_act *x, int64_t i, int64_t b) {
-    /* sum_j d*(n_j - 8) * d8*q_j = d*d8*isum - 8d*s8, in the order of the SIMD epilogue */
-    float dw = slm_fp16_to_fp32(w->d);
-    return dw * x->d8[i * x->nb + b] * (float)isum_q4_act8(w->qs, x, i, b) +
-           dw * -8.0f * x->s8[i * x->nb + b];
+    /* sum_j d*(n_j - 8) * d8*q_j = d*d8*(isum - 8*sum(q)), in integers as the SIMD kernels */
+    int isum = isum_q4_act8(w->qs, x, i, b) - 8 * x->q8sum[i * x->nb + b];
+    return slm_fp16_to_fp32(w->d) * x->d8[i * x->nb + b] * (float)isum;
 }
 
 static float block_q4_1_act8_generic(const block_q4_1 *w, const slm_act *x, int64_t i, int64_t b) {
@@ -258,8 +258,9 @@ int slm_act_buf_reserve(slm_act_buf *buf, int64_t rows, int64_t k) {
     buf->q8 = aligned_alloc(64, qbytes / 2);
     buf->d8 = malloc(dbytes);
     buf->s8 = malloc(dbytes);
+    buf->q8sum = malloc(dbytes);
     if (!buf->f || !buf->q || !buf->d || !buf->s || !buf->qi || !buf->di || !buf->si ||
-        !buf->q8 || !buf->d8 || !buf->s8) {
+        !buf->q8 || !buf->d8 || !buf->s8 || !buf->q8sum) {
         slm_act_buf_free(buf);
         return SLM_E_NOMEM;
     }
@@ -280,6 +281,7 @@ void slm_act_buf_free(slm_act_buf *buf) {
     free(buf->q8);
     free(buf->d8);
     free(buf->s8);
+    free(buf->q8sum);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -293,7 +295,7 @@ void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf 
 void slm_act_quantize8_rows(const slm_kernels *kt, slm_act_buf *buf, int64_t k, int64_t r0, int64_t r1) {
     int64_t nb = (k + QK - 1) / QK;
     kt->quantize_act8(buf->q + r0 * nb * QK, buf->d + r0 * nb, buf->q8 + r0 * nb * QK,
-                      buf->d8 + r0 * nb, buf->s8 + r0 * nb, (r1 - r0) * nb);
+                      buf->d8 + r0 * nb, buf->s8 + r0 * nb, buf->q8sum + r0 * nb, (r1 - r0) * nb);
 }
 
 void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1) {

@@ -72,7 +72,7 @@ static void quantize_act_avx2(const float *x, int16_t *q, float *d, float *s, in
  * leaves each 128-bit lane with values 0-3, 8-11, 16-19, 24-27 (low lane) and 4-7, ... (high
  * lane); interleaving the two lanes' bytes gives each 8 values as 0 4 1 5 2 6 3 7. */
 static void quantize_act8_avx2(const int16_t *q, const float *d, int8_t *q8, float *d8, float *s8,
-                               int64_t nb) {
+                               int32_t *q8sum, int64_t nb) {
     const __m256 to8 = _mm256_set1_ps(127.0f / (float)QK_ACT_MAX);
     const float scale8 = (float)QK_ACT_MAX / 127.0f;
     const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
@@ -87,8 +87,9 @@ static void quantize_act8_avx2(const int16_t *q, const float *d, int8_t *q8, flo
         __m128i lo = _mm256_castsi256_si128(p), hi = _mm256_extracti128_si256(p, 1);
         _mm_storeu_si128((__m128i *)(q8 + b * QK), _mm_unpacklo_epi8(lo, hi));
         _mm_storeu_si128((__m128i *)(q8 + b * QK + 16), _mm_unpackhi_epi8(lo, hi));
+        q8sum[b] = (int32_t)hsum8i(sum);
         d8[b] = d[b] * scale8;
-        s8[b] = d8[b] * (float)hsum8i(sum);
+        s8[b] = d8[b] * (float)q8sum[b];
     }
 }
 
@@ -355,7 +356,8 @@ AI void store_x8(int NG, int MR, __m256 acc[2][X8_MR], float *y, size_t ys, int 
 
 /* acc[g][i] += the int32 dots p[g][i] of one block times the scales of its 8 weight rows (the
  * fp16 d of blk0 / blk1) and of activation row i (dx[i * nb]), and for Q4 + the rows' minimum
- * (Q4_1's m, Q4_0's -8 d) times the activation block's scaled sum (sx[i * nb]). */
+ * (Q4_1's m, Q4_0's -8 d) times the activation block's scaled sum (sx[i * nb]; NULL when p
+ * holds Q4_0's -8 already). */
 AI void scale_x8(int wt, int MR, int NG, const uint8_t *blk0, const uint8_t *blk1,
                  __m256i p[2][X8_MR], const float *dx, const float *sx, int64_t nb,
                  __m256 acc[2][X8_MR]) {
@@ -365,7 +367,7 @@ AI void scale_x8(int wt, int MR, int NG, const uint8_t *blk0, const uint8_t *blk
         for (int i = 0; i < MR; i++)
             acc[g][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[g][i]),
                                         _mm256_mul_ps(dw, _mm256_broadcast_ss(dx + i * nb)), acc[g][i]);
-        if (wt != SLM_Q8_0_X8) {
+        if (wt != SLM_Q8_0_X8 && sx) {
             __m256 mw = wt == SLM_Q4_1_X8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dbits + 8)))
                                           : _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
             for (int i = 0; i < MR; i++)
@@ -461,8 +463,11 @@ AI void xtile_act8(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, co
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + (NG > 1 ? gstride : 0);
         __m256i p[2][X8_MR];                        /* [NG][MR] int32 dots of block b */
-        for (int g = 0; g < NG; g++)
-            for (int i = 0; i < MR; i++) p[g][i] = _mm256_setzero_si256();
+        /* Q4_0's -8 enters the integer dots: p starts at -8 * sum(q8) of each row of x */
+        for (int i = 0; i < MR; i++)
+            p[0][i] = wt == SLM_Q4_0_X8 ? _mm256_set1_epi32(-8 * x->q8sum[(xr + i) * nb + b])
+                                         : _mm256_setzero_si256();
+        for (int i = 0; i < MR; i++) p[1][i] = p[0][i];
 #define QUAD(w0, w1, e)                                                                       \
         for (int i = 0; i < MR; i++) {                                                        \
             __m256i xe = _mm256_set1_epi32(((const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK))[e]); \
@@ -478,7 +483,8 @@ AI void xtile_act8(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, co
         }
 #undef LOAD
 #undef QUAD
-        scale_x8(wt, MR, NG, blk0, blk1, p, x->d8 + xr * nb + b, x->s8 + xr * nb + b, nb, acc);
+        scale_x8(wt, MR, NG, blk0, blk1, p, x->d8 + xr * nb + b,
+                 wt == SLM_Q4_1_X8 ? x->s8 + xr * nb + b : NULL, nb, acc);
     }
     store_x8(NG, MR, acc, y, ys, nr, accumulate);
 }
