@@ -446,48 +446,93 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
     _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)))
 #endif
 
-/* xtile for Q4 weights and int8 activation blocks (x->q8, see slm_act): each 32-byte load of a
- * group's block gives, masked, the low nibbles (values 8t + {0,4,1,5} of each row, 4 bytes a
- * lane) and, shifted, the high ones (8t + {2,6,3,7}); x's int8 blocks are stored in that order,
- * so each broadcast of 4 activation bytes meets one vector of 8 rows' 4 values. 8 quad dots per
- * block instead of 16 pair dots; the same scaling (scale_x8). */
-AI void xtile_act8(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const slm_act *x,
-                   int64_t xr, float *y, size_t ys, int nr, int accumulate) {
+/* One group of Q4 weights against int8 activation blocks (x->q8, see slm_act): each 32-byte
+ * load of the group's block gives, masked, the low nibbles (values 8t + {0,4,1,5} of each row,
+ * 4 bytes a lane) and, shifted, the high ones (8t + {2,6,3,7}); x's int8 blocks are stored in
+ * that order, so each broadcast of 4 activation bytes meets one vector of 8 rows' 4 values.
+ * 8 quad dots per block instead of 16 pair dots; the same scaling (scale_x8). Two groups at
+ * once: xtile_act8_zmm. */
+AI void xtile_act8(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, float *y,
+                   size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
     const size_t bs = wt == SLM_Q4_0_X8 ? sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
     const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
     const __m256i low4 = _mm256_set1_epi8(15);
-    __m256 acc[2][X8_MR];                           /* [NG][MR] lanes = the 8 weight rows */
-    for (int g = 0; g < NG; g++)
-        for (int i = 0; i < MR; i++) acc[g][i] = _mm256_setzero_ps();
+    __m256 acc[2][X8_MR];                           /* [1][MR] lanes = the 8 weight rows */
+    for (int i = 0; i < MR; i++) acc[0][i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + (NG > 1 ? gstride : 0);
-        __m256i p[2][X8_MR];                        /* [NG][MR] int32 dots of block b */
+        const uint8_t *blk = wg + b * bs;
+        __m256i p[2][X8_MR];                        /* [1][MR] int32 dots of block b */
         /* Q4_0's -8 enters the integer dots: p starts at -8 * sum(q8) of each row of x */
         for (int i = 0; i < MR; i++)
             p[0][i] = wt == SLM_Q4_0_X8 ? _mm256_set1_epi32(-8 * x->q8sum[(xr + i) * nb + b])
                                          : _mm256_setzero_si256();
-        for (int i = 0; i < MR; i++) p[1][i] = p[0][i];
-#define QUAD(w0, w1, e)                                                                       \
-        for (int i = 0; i < MR; i++) {                                                        \
-            __m256i xe = _mm256_set1_epi32(((const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK))[e]); \
-            p[0][i] = QUAD_DOT(p[0][i], w0, xe);                                              \
-            if (NG > 1) p[1][i] = QUAD_DOT(p[1][i], w1, xe);                                  \
-        }
-#define LOAD(blk, t) _mm256_loadu_si256((const __m256i *)((blk) + qoff + 32 * (t)))
         for (int t = 0; t < 4; t++) {
-            __m256i v0 = LOAD(blk0, t), v1 = NG > 1 ? LOAD(blk1, t) : v0;
-            QUAD(_mm256_and_si256(v0, low4), _mm256_and_si256(v1, low4), 2 * t)
-            QUAD(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4),
-                 _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), 2 * t + 1)
+            __m256i v = _mm256_loadu_si256((const __m256i *)(blk + qoff + 32 * t));
+            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            for (int i = 0; i < MR; i++) {
+                const int32_t *xq = (const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK);
+                p[0][i] = QUAD_DOT(p[0][i], lo, _mm256_set1_epi32(xq[2 * t]));
+                p[0][i] = QUAD_DOT(p[0][i], hi, _mm256_set1_epi32(xq[2 * t + 1]));
+            }
         }
-#undef LOAD
-#undef QUAD
-        scale_x8(wt, MR, NG, blk0, blk1, p, x->d8 + xr * nb + b,
+        scale_x8(wt, MR, 1, blk, blk, p, x->d8 + xr * nb + b,
                  wt == SLM_Q4_1_X8 ? x->s8 + xr * nb + b : NULL, nb, acc);
     }
-    store_x8(NG, MR, acc, y, ys, nr, accumulate);
+    store_x8(1, MR, acc, y, ys, nr, accumulate);
 }
+
+#ifdef SLM_VNNI
+/* xtile_act8 for two groups at once (NG = 2) in 512-bit vectors: lanes 0-7 are the rows of
+ * the first group, 8-15 those of the second, so a tile holds MR integer and MR float
+ * accumulators instead of 2 x MR of each (6 rows x 2 groups of 256-bit ones spilled the float
+ * accumulators to the stack every block): Q4_1 0.38-0.46 -> 0.49-0.59 of the vpdpbusd peak. */
+AI void xtile_act8_zmm(int wt, int MR, const uint8_t *wg, size_t gstride, const slm_act *x,
+                       int64_t xr, float *y, size_t ys, int nr, int accumulate) {
+    const int64_t nb = x->nb;
+    const size_t bs = wt == SLM_Q4_0_X8 ? sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
+    const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
+    const __m512i low4 = _mm512_set1_epi8(15);
+    __m512 acc[X8_MR];                              /* [MR] lanes = the 16 weight rows */
+    for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + gstride;
+        __m512i p[X8_MR];                           /* [MR] int32 dots of block b */
+        for (int i = 0; i < MR; i++)                /* Q4_0's -8, as in xtile_act8 */
+            p[i] = wt == SLM_Q4_0_X8 ? _mm512_set1_epi32(-8 * x->q8sum[(xr + i) * nb + b])
+                                     : _mm512_setzero_si512();
+        for (int t = 0; t < 4; t++) {
+            __m512i v = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk0 + qoff + 32 * t))),
+                _mm256_loadu_si256((const __m256i *)(blk1 + qoff + 32 * t)), 1);
+            __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            for (int i = 0; i < MR; i++) {
+                const int32_t *xq = (const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK);
+                p[i] = _mm512_dpbusd_epi32(p[i], lo, _mm512_set1_epi32(xq[2 * t]));
+                p[i] = _mm512_dpbusd_epi32(p[i], hi, _mm512_set1_epi32(xq[2 * t + 1]));
+            }
+        }
+#define HALVES(off) _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(        \
+            _mm_loadu_si128((const __m128i *)(blk0 + (off)))), _mm_loadu_si128((const __m128i *)(blk1 + (off))), 1))
+        __m512 dw = HALVES(0);                      /* [16] fp16 scales of both groups */
+        for (int i = 0; i < MR; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[i]),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(x->d8[(xr + i) * nb + b])), acc[i]);
+        if (wt == SLM_Q4_1_X8) {
+            __m512 mw = HALVES(16);                 /* [16] fp16 minimums */
+            for (int i = 0; i < MR; i++)
+                acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x->s8[(xr + i) * nb + b]), acc[i]);
+        }
+#undef HALVES
+    }
+    __m256 halves[2][X8_MR];
+    for (int i = 0; i < MR; i++) {
+        halves[0][i] = _mm512_castps512_ps256(acc[i]);
+        halves[1][i] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i]), 1));
+    }
+    store_x8(2, MR, halves, y, ys, nr, accumulate);
+}
+#endif
 
 /* Panels of X8_PANEL groups, strips of X8_MR rows of x, then tiles of X8_NG groups (one at the
  * end). w starts at a group; n rows (the last group may be partial). */
@@ -507,10 +552,15 @@ AI void gemm_x8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, 
                 const uint8_t *wg = (const uint8_t *)w + (size_t)g * gstride;
                 int nr = n - (g + ng - 1) * 8 < 8 ? (int)(n - (g + ng - 1) * 8) : 8;
                 float *yt = y + i0 * ys + g * 8;
-#define XT(MR) (act8 ? (ng == 2 ? xtile_act8(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate) \
-                                : xtile_act8(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)) \
-                       : (ng == 2 ? xtile(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate) \
-                                : xtile(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)))
+#ifdef SLM_VNNI
+#define XT(MR) (ng == 1 ? (act8 ? xtile_act8(wt, MR, wg, x, r0 + i0, yt, ys, nr, accumulate)          \
+                              : xtile(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)) \
+                : act8 ? xtile_act8_zmm(wt, MR, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)     \
+                : xtile(wt, MR, 2, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate))
+#else           /* one group a tile (X8_NG = 1) */
+#define XT(MR) (!act8 ? xtile(wt, MR, 1, wg, gstride, x, r0 + i0, yt, ys, nr, accumulate)         \
+                : xtile_act8(wt, MR, wg, x, r0 + i0, yt, ys, nr, accumulate))
+#endif
                 switch (mr) {
                 case 1: XT(1); break;
                 case 2: XT(2); break;
