@@ -199,6 +199,22 @@ void slm_llama_free(slm_llama *md) {
     free(md);
 }
 
+int slm_llama_repacked(const slm_llama *md) { return md->n_owned; }
+
+static int is_q4_x8(const slm_weight *w) { return w->type == SLM_Q4_0_X8 || w->type == SLM_Q4_1_X8; }
+
+int slm_llama_prefill_act_bits(const slm_llama *md) {
+    if (md->cfg.prefill_act_bits != 8) return 16;
+    if (is_q4_x8(&md->head)) return 8;
+    for (int64_t l = 0; l < md->cfg.n_layers; l++) {
+        const slm_llama_layer *ly = &md->layers[l];
+        const slm_weight *lw[7] = { &ly->q, &ly->k, &ly->v, &ly->o, &ly->gate, &ly->up, &ly->down };
+        for (int i = 0; i < 7; i++)
+            if (is_q4_x8(lw[i])) return 8;
+    }
+    return 16;
+}
+
 /* Make the scratch hold m rows, n_ctx positions and nth threads. */
 static int reserve(slm_llama *md, int64_t m, int64_t n_ctx, int nth) {
     if (m <= md->cap_m && n_ctx <= md->cap_ctx && nth <= md->cap_threads) return SLM_OK;

@@ -196,6 +196,11 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
                   const slm_weight *head, const slm_llama_layer *layers, slm_llama **out);
 void slm_llama_free(slm_llama *model);
 
+/* What the model runs, for reports: the number of matrices repacked at load, and the activation
+ * bits of prefill steps (8 only when the config asks for them and some matrix is repacked Q4). */
+int slm_llama_repacked(const slm_llama *model);
+int slm_llama_prefill_act_bits(const slm_llama *model);
+
 /* Feed tokens[m] at positions start_pos .. start_pos+m-1: their keys and values go into the
  * caches (k_cache[l], v_cache[l]: [n_kv_heads, max_seq, head_dim] for every layer l, float32 or
  * int8 as the config's kv_type says; for int8, k_scale[l], v_scale[l]: [n_kv_heads, max_seq],

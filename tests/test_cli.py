@@ -66,11 +66,27 @@ def test_bench_prints_llama_bench_figures(stories_hf, capsys):
     assert {"pp_tps", "tg_tps", "threads", "format", "kernel"} <= r.keys()
     assert r["threads"] == 2 and r["format"] == "f32" and r["kernel"] in ("avx512vnni", "avx2", "generic")
     assert r["pp_tps"] > 0 and r["tg_tps"] > 0 and len(r["pp_runs"]) == 2 and r["peak_rss_mb"] > 0
-    assert r["kv_cache"] == "f32" and r["prefill_act"] == "int16"
-    assert main(["bench", "-m", str(stories_hf), "-p", "16", "-n", "0", "-r", "1", "--kv-cache", "int8",
-                 "--prefill-act", "int8"]) == 0
+    assert r["kv_cache"] == "f32" and r["prefill_act"] == "int16" and r["repacked"] == 0
+    assert main(["bench", "-m", str(stories_hf), "-p", "16", "-n", "0", "-r", "1", "--kv-cache", "int8"]) == 0
     table = capsys.readouterr().out
     assert "| pp16 " in table and "tg" not in table.split("\n")[2]
-    assert "int8 KV cache, int8 prefill" in table
+    assert "int8 KV cache" in table and "repacked" not in table
     assert main(["bench", str(stories_hf), "-p", "0", "-n", "0"]) == 2
     assert main(["bench", str(stories_hf), "-p", "600"]) == 2       # beyond the context of 512
+
+
+def test_bench_reports_the_prefill_activations_in_effect(stories_hf, tmp_path, capsys):
+    """int8 prefill activations apply to repacked Q4 weights: bench says what ran, and loading
+    a model where the option changes nothing warns."""
+    from slmkit import _native as nat
+    assert main(["quantize", str(stories_hf), str(tmp_path / "q4"), "--bits", "4"]) == 0
+    capsys.readouterr()
+    simd = nat.kernel_name() != "generic"
+    assert main(["bench", str(tmp_path / "q4"), "-p", "16", "-n", "0", "-r", "1", "--prefill-act",
+                 "int8", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["prefill_act"] == ("int8" if simd else "int16") and (r["repacked"] > 0) == simd
+    with pytest.warns(UserWarning, match="changes nothing for this model"):
+        assert main(["bench", str(stories_hf), "-p", "16", "-n", "0", "-r", "1", "--prefill-act",
+                     "int8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prefill_act"] == "int16"

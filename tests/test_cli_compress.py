@@ -130,3 +130,21 @@ def test_quantize_errors_are_one_clear_line(stories_hf, texts, tmp_path, capsys)
     assert not (tmp_path / "q").exists()
     with pytest.raises(SystemExit):
         main(["quantize", src, out, "--group", "96"])
+
+
+def test_eval_measures_what_int8_prefill_costs(stories_hf, texts, tmp_path, capsys):
+    """eval MODEL --base MODEL --prefill-act int8: the option's cost against the default."""
+    from slmkit import _native as nat
+    assert main(["quantize", str(stories_hf), str(tmp_path / "q4"), "--bits", "4"]) == 0
+    capsys.readouterr()
+    args = ["eval", str(tmp_path / "q4"), "--text", str(texts / "eval.txt"), "--base",
+            str(tmp_path / "q4"), "--ctx", "128", "--max-tokens", "1024", "--json",
+            "--prefill-act", "int8"]
+    if nat.kernel_name() == "generic":                 # weights as stored: nothing changes
+        with pytest.warns(UserWarning, match="changes nothing"):
+            assert main(args) == 0
+        assert json.loads(capsys.readouterr().out)["kl_mean"] == 0
+        return
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert 0 < r["kl_mean"] < 0.01 and r["top1"] > 0.9, r

@@ -205,7 +205,12 @@ def test_int8_prefill_close_to_float64_and_same_on_every_kernel(wtype, config):
     for variant in VARIANTS:
         nat.set_kernel(variant)
         int16 = model_from_checkpoint(ckpt, "cpu", 2)
-        model = model_from_checkpoint(ckpt, "cpu", 2, prefill_act="int8")
+        if variant == "generic":
+            with pytest.warns(UserWarning, match="prefill_act='int8' changes nothing"):
+                model = model_from_checkpoint(ckpt, "cpu", 2, prefill_act="int8")
+        else:
+            model = model_from_checkpoint(ckpt, "cpu", 2, prefill_act="int8")
+        assert model.arch.prefill_act_in_effect == ("int16" if variant == "generic" else "int8")
         got[variant] = model.logits(ids)
         # a prompt under 8 tokens, and so every decode step, keeps int16 activations
         np.testing.assert_array_equal(model.logits(ids[:5]), int16.logits(ids[:5]))
@@ -225,6 +230,9 @@ def test_int8_prefill_needs_the_compiled_pass():
         model_from_checkpoint(ckpt, "numpy", prefill_act="int8")
     with pytest.raises(ValueError, match="prefill_act='int4'"):
         model_from_checkpoint(ckpt, "cpu", prefill_act="int4")
+    with pytest.warns(UserWarning, match="changes nothing for this model"):    # float weights
+        assert model_from_checkpoint(random_checkpoint(seed=3), "cpu", prefill_act="int8") \
+            .arch.prefill_act_in_effect == "int16"
     model = model_from_checkpoint(ckpt, "cpu", prefill_act="int8")
     with pytest.raises(ValueError, match="int8 prefill activations run only in the compiled"):
         model.arch.forward(np.arange(3, 12), model.arch.new_cache(16), observe=lambda *a: None)

@@ -311,6 +311,8 @@ class LlamaForward:
                "llama forward: describe the model")
         self.ptr = ffi.gc(out[0], lib.slm_llama_free)
         self.vocab = config["vocab"]
+        self.repacked = int(lib.slm_llama_repacked(self.ptr))       # matrices repacked at load
+        self.prefill_act_bits = int(lib.slm_llama_prefill_act_bits(self.ptr))   # in effect
 
     def _floats(self, a: np.ndarray):
         a = np.ascontiguousarray(a, dtype=np.float32)

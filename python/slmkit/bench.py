@@ -24,7 +24,8 @@ class BenchResult:
     kernel: str                 # SIMD variant of the cpu backend ("avx2", "generic"), or ""
     threads: int
     kv_cache: str               # "f32" or "int8"
-    prefill_act: str            # "int16" or "int8" (activation blocks of prefill matmuls)
+    prefill_act: str            # "int16" or "int8": the activation blocks prefill really ran with
+    repacked: int               # matrices repacked at load (0: weights run as stored)
     n_prompt: int
     n_gen: int
     reps: int
@@ -93,7 +94,8 @@ def bench(model, n_prompt: int = 512, n_gen: int = 128, reps: int = 5, seed: int
         weight_bytes=sum(t.nbytes for t in ckpt.tensors.values()), backend=info["backend"],
         kernel=info.get("kernel", ""), threads=int(info.get("threads", 1)),
         kv_cache=getattr(model.arch, "kv_cache", "f32"),
-        prefill_act=getattr(model.arch, "prefill_act", "int16"), n_prompt=n_prompt,
+        prefill_act=getattr(model.arch, "prefill_act_in_effect", "int16"),
+        repacked=getattr(getattr(model.arch, "compiled", None), "repacked", 0), n_prompt=n_prompt,
         n_gen=n_gen, reps=reps, pp_tps=statistics.median(pp) if pp else None,
         tg_tps=statistics.median(tg) if tg else None, pp_runs=pp, tg_runs=tg,
         peak_rss_mb=round(peak_rss_mb(), 1))

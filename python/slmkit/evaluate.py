@@ -40,7 +40,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def windows(ids: list[int], ctx: int, bos_id: int | None, tail: bool = False):
-    """Non-overlapping windows of ctx tokens (BOS first where there is one); with tail, the
+    """Non-overlapping windows of ctx tokens (bos_id first, unless None); with tail, the
     leftover tokens form one last, shorter window."""
     body = ctx - 1 if bos_id is not None else ctx
     if ctx < 4:
@@ -100,7 +100,7 @@ def evaluate_many(models, text: str | None = None, base=None, ctx: int = 512,
         ids = tokenizer.encode(text, add_bos=False)
     if max_tokens is not None:
         ids = ids[:max_tokens]
-    wins = windows(ids, ctx, tokenizer.bos_id, tail=score_all)
+    wins = windows(ids, ctx, (tokenizer.bos_prefix or [None])[0], tail=score_all)
     first = 0 if score_all else ctx // 2                     # llama.cpp: second half only
     tallies = [Tally() for _ in models]
     for i, win in enumerate(wins):

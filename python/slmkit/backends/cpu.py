@@ -137,6 +137,8 @@ class CompiledLlama:
         self.native = _native.LlamaForward(config, weight(model.embed_tokens), model.norm,
                                            weight(model.lm_head), layers)
         self.pool = backend.pool
+        self.repacked = self.native.repacked                 # matrices repacked at load
+        self.prefill_act = "int8" if self.native.prefill_act_bits == 8 else "int16"   # in effect
 
     def forward(self, ids: np.ndarray, cache, all_logits: bool) -> np.ndarray:
         if cache.handle is None:

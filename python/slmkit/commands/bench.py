@@ -54,7 +54,7 @@ def run(args) -> int:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in table:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-    repacked = ", quantised matrices repacked once at load" if r.format.startswith("q") else ""
+    repacked = f", {r.repacked} quantised matrices repacked once at load" if r.repacked else ""
     print(f"\npeak RSS {r.peak_rss_mb:.0f} MB (weights {human_bytes(r.weight_bytes)}: "
           f"memory-mapped{repacked})")
     return 0

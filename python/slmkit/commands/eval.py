@@ -14,14 +14,22 @@ def add_parser(sub):
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--backend", default="cpu")
     e.add_argument("-t", "--threads", type=int, default=None)
+    e.add_argument("--kv-cache", choices=("f32", "int8"), default="f32",
+                   help="KV-cache precision of MODEL (the base keeps f32)")
+    e.add_argument("--prefill-act", choices=("int16", "int8"), default="int16",
+                   help="prefill activation precision of MODEL (the base keeps int16): with "
+                        "--base MODEL, this measures what the option costs")
     e.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..evaluate import evaluate, read_text
+    from ..loading import load
     from .progress import ProgressBar
     text = read_text(args.text)
-    result = evaluate(args.model, text, base=args.base, ctx=args.ctx, max_tokens=args.max_tokens,
+    model = load(args.model, backend=args.backend, threads=args.threads, kv_cache=args.kv_cache,
+                 prefill_act=args.prefill_act)
+    result = evaluate(model, text, base=args.base, ctx=args.ctx, max_tokens=args.max_tokens,
                       progress=ProgressBar("windows"), backend=args.backend, threads=args.threads)
     if args.json:
         print(json.dumps(result.to_dict()))

@@ -89,8 +89,7 @@ def calibration_sequences(model, text, n_tokens: int = 8192, seq_len: int = 512,
         raise CalibrationError(f"calibration text has {total} tokens; at least {MIN_SEQ_TOKENS} "
                                f"are needed (one window is {seq_len})")
     seq_len = min(seq_len, model.config.max_position_embeddings)
-    bos = model.tokenizer.bos_id
-    head = [bos] if bos is not None else []
+    head = model.tokenizer.bos_prefix
     share = max(n_tokens // len(texts), MIN_SEQ_TOKENS)
     body = min(seq_len - len(head), share)
     sequences = []

@@ -2,6 +2,7 @@
 SiLU-gated FFN, residual adds. Written once against the Backend interface."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,16 @@ class LlamaModel:
         else:
             self.lm_head = prep(ckpt["lm_head.weight"])
         self.compiled = backend.compile_llama(self)
+        if prefill_act != self.prefill_act_in_effect:
+            warnings.warn(f"prefill_act={prefill_act!r} changes nothing for this model: int8 "
+                          f"activations apply to Q4_0/Q4_1 weights repacked at load by the AVX2 "
+                          f"and AVX-512 kernels (not the generic kernel, SLMKIT_REPACK=0, Q8_0 or "
+                          f"float weights); prompts run with int16 activations", stacklevel=4)
+
+    @property
+    def prefill_act_in_effect(self) -> str:
+        """The activation precision prefill steps really run with ("int16" or "int8")."""
+        return getattr(self.compiled, "prefill_act", "int16")
 
     def new_cache(self, max_seq: int | None = None) -> KVCache:
         cfg = self.config

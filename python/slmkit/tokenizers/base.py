@@ -23,6 +23,12 @@ class Tokenizer(ABC):
     chat_template: str | None = None
 
     @property
+    def bos_prefix(self) -> list[int]:
+        """What a sequence starts with: [BOS] where the vocabulary adds one (add_bos), else []
+        (SmolLM2's BOS is <|im_start|>, which plain text never begins with)."""
+        return [self.bos_id] if self.add_bos and self.bos_id is not None else []
+
+    @property
     def eos_id(self) -> int | None:
         return min(self.eos_ids) if self.eos_ids else None
 
