@@ -86,9 +86,9 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 }
 
 size_t slm_attend_scratch(int64_t r, int64_t hc, int64_t n_ctx, int64_t head_dim) {
-    int64_t n_pad = (n_ctx + 15) / 16 * 16;              /* the SIMD kernels score 16 keys at once */
-    /* 32 rows: 16 transposed keys and 16 dequantised key rows (int8 caches) */
-    return (size_t)(head_dim * 32 + r * hc * (n_pad + head_dim));
+    int64_t n_pad = (n_ctx + 7) / 8 * 8;                 /* the SIMD kernels score 8 keys at once */
+    /* 16 rows: 8 transposed keys and 8 dequantised key rows (int8 caches) */
+    return (size_t)(head_dim * 16 + r * hc * (n_pad + head_dim));
 }
 
 void slm_kv_quantize_row(const float *x, int8_t *q, float *scale, int64_t head_dim) {

@@ -110,27 +110,19 @@ static void transpose_keys(const float *k, int64_t p0, int64_t nk, int64_t hd, f
     }
 }
 
-/* Scores of up to QB queries (rows of qs, hd floats each) against two blocks of 8 transposed
- * keys (kt: [hd, 8] each, kt1 = kt + hd * 8) into out[u][0 .. 16): each query broadcast meets
- * both blocks, 6 loads per 8 FMAs (one block at a time took 5 per 4), and the 8 accumulators
- * are 8 independent FMA chains. */
+/* Scores of up to QB queries (rows of qs, hd floats each) against 8 transposed keys. */
 AI void score_block(int nq, const float *const *qs, const float *kt, int64_t hd, __m256 scale,
                     float *const *out) {
-    const float *kt1 = kt + hd * KB;
-    __m256 acc[2][QB];                     /* [key block][query] */
+    __m256 acc[2][QB];                     /* even and odd dimensions: twice the FMA chains */
     for (int u = 0; u < nq; u++) acc[0][u] = acc[1][u] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; d++) {
-        __m256 k0 = _mm256_loadu_ps(kt + d * KB), k1 = _mm256_loadu_ps(kt1 + d * KB);
-        for (int u = 0; u < nq; u++) {
-            __m256 qd = _mm256_broadcast_ss(qs[u] + d);
-            acc[0][u] = _mm256_fmadd_ps(qd, k0, acc[0][u]);
-            acc[1][u] = _mm256_fmadd_ps(qd, k1, acc[1][u]);
+    for (int64_t d = 0; d < hd; d += 2)    /* hd is a multiple of 8 here */
+        for (int e = 0; e < 2; e++) {
+            __m256 kd = _mm256_loadu_ps(kt + (d + e) * KB);
+            for (int u = 0; u < nq; u++)
+                acc[e][u] = _mm256_fmadd_ps(_mm256_broadcast_ss(qs[u] + d + e), kd, acc[e][u]);
         }
-    }
-    for (int u = 0; u < nq; u++) {
-        _mm256_storeu_ps(out[u], _mm256_mul_ps(acc[0][u], scale));
-        _mm256_storeu_ps(out[u] + KB, _mm256_mul_ps(acc[1][u], scale));
-    }
+    for (int u = 0; u < nq; u++)
+        _mm256_storeu_ps(out[u], _mm256_mul_ps(_mm256_add_ps(acc[0][u], acc[1][u]), scale));
 }
 
 /* out rows (2 or 1 queries) = P rows . V over keys [0, n), dimensions [d0, d0 + 8*NV); V is
@@ -164,10 +156,10 @@ void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, i
     if (hd % 8 != 0) { slm_attend_generic(a, i0, r, g, h0, hc, scratch); return; }
     int64_t nq = r * hc;
     int64_t n_max = a->start_pos + i0 + r;                    /* keys the last row sees */
-    int64_t n_pad = (n_max + 2 * KB - 1) / (2 * KB) * (2 * KB);   /* two key blocks a pass */
-    float *kt = scratch;                                      /* kt[2, hd, 8] */
-    float *kf = kt + 2 * hd * KB;                             /* kf[16, hd] dequantised keys */
-    float *s = kf + 2 * hd * KB;                              /* s[nq, n_pad] scores, then P */
+    int64_t n_pad = (n_max + KB - 1) / KB * KB;
+    float *kt = scratch;                                      /* kt[hd, 8] */
+    float *kf = kt + hd * KB;                                 /* kf[8, hd] dequantised keys */
+    float *s = kf + hd * KB;                                  /* s[nq, n_pad] scores, then P */
     float *o = s + nq * n_pad;                                /* o[nq, hd] outputs */
     int q8 = a->kv_type != SLM_F32;
     int64_t row0 = g * a->max_seq;                            /* cache row of position 0 */
@@ -179,22 +171,18 @@ void slm_attend_avx2(const slm_attn_args *a, int64_t i0, int64_t r, int64_t g, i
     const __m256 scale = _mm256_set1_ps(a->scale);
 
 #define QUERY(qi) (a->q + (i0 + (qi) / hc) * a->q_stride + (h0 + (qi) % hc) * hd)
-    /* scores, 16 keys at a time (keys past n_max are zero); a query's scores past its causal
-     * length are discarded below */
-    for (int64_t p0 = 0; p0 < n_max; p0 += 2 * KB) {
-        int64_t nk = n_max - p0 < 2 * KB ? n_max - p0 : 2 * KB;
-        int64_t nk0 = nk < KB ? nk : KB, nk1 = nk - nk0;
-        if (q8) {                                             /* dequantise the rows first */
+    /* scores, 8 keys at a time; a query's scores past its causal length are discarded below */
+    for (int64_t p0 = 0; p0 < n_max; p0 += KB) {
+        int64_t nk = n_max - p0 < KB ? n_max - p0 : KB;
+        if (q8) {                                             /* dequantise the 8 rows first */
             for (int64_t t = 0; t < nk; t++) {
                 __m256 sc = _mm256_broadcast_ss(ks + p0 + t);
                 for (int64_t d = 0; d < hd; d += 8)
                     _mm256_storeu_ps(kf + t * hd + d, _mm256_mul_ps(load8_i8(k8 + (p0 + t) * hd + d), sc));
             }
-            transpose_keys(kf, 0, nk0, hd, kt);
-            transpose_keys(kf, KB, nk1, hd, kt + hd * KB);
+            transpose_keys(kf, 0, nk, hd, kt);
         } else {
-            transpose_keys(kg, p0, nk0, hd, kt);
-            transpose_keys(kg, p0 + KB, nk1, hd, kt + hd * KB);
+            transpose_keys(kg, p0, nk, hd, kt);
         }
         int64_t first = p0 - a->start_pos - i0;              /* rows before this see no key here */
         int64_t q0 = first > 0 ? first * hc : 0;
