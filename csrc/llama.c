@@ -306,14 +306,18 @@ static int64_t rows_per_unit(const walker *w, int64_t m, int64_t n, int64_t unit
 
 /* What a step's input must hold for weights a, b, c (b, c may be NULL): NEED_Q, int16 blocks
  * for quantised weights; NEED_INTERLEAVED, also row-interleaved when many rows meet a quantised
- * weight in its stored layout (repacked ones read the plain blocks). */
-enum { NEED_Q = 1, NEED_INTERLEAVED = 2 };
-static int input_needs(const slm_weight *a, const slm_weight *b, const slm_weight *c) {
+ * weight in its stored layout (repacked ones read the plain blocks); NEED_Q8, also int8 blocks
+ * for repacked Q4 weights when the config asks for int8 prefill (see act8). */
+enum { NEED_Q = 1, NEED_INTERLEAVED = 2, NEED_Q8 = 4 };
+static int input_needs(const slm_llama *md, const slm_weight *a, const slm_weight *b,
+                       const slm_weight *c) {
     const slm_weight *ws[3] = { a, b, c };
     int need = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         if (ws[i] && slm_is_quantized(ws[i]->type))
             need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
+        if (ws[i] && is_q4_x8(ws[i]) && md->cfg.prefill_act_bits == 8) need |= NEED_Q8;
+    }
     return need;
 }
 
@@ -321,10 +325,9 @@ static int interleaved(int need, int64_t rows) {
     return (need & NEED_INTERLEAVED) && rows >= SLM_INTERLEAVE_ROWS;
 }
 
-/* int8 activation blocks as well: prefill-sized steps when the config asks for them (only the
- * repacked Q4 kernels read them). */
-static int act8(const fwd_ctx *f, int need, int64_t rows) {
-    return (need & NEED_Q) && f->md->cfg.prefill_act_bits == 8 && rows >= SLM_INTERLEAVE_ROWS;
+/* int8 activation blocks as well: prefill-sized steps that need them. */
+static int act8(int need, int64_t rows) {
+    return (need & NEED_Q8) && rows >= SLM_INTERLEAVE_ROWS;
 }
 
 /* Rows r0 .. r1-1 of a step input (see step_input) into buf. */
@@ -334,7 +337,7 @@ static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int
     if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
     if (need & NEED_Q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
     if (interleaved(need, rows)) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
-    if (act8(f, need, rows)) slm_act_quantize8_rows(f->kt, buf, k, r0, r1);
+    if (act8(need, rows)) slm_act_quantize8_rows(f->kt, buf, k, r0, r1);
 }
 
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows
@@ -355,7 +358,7 @@ static slm_act step_input(walker *w, const float *src, int64_t rows, int64_t k,
         }
         step_end(w, units);
     }
-    slm_act a = slm_act_view(buf, k, interleaved(need, rows), act8(f, need, rows));
+    slm_act a = slm_act_view(buf, k, interleaved(need, rows), act8(need, rows));
     a.f = norm_w ? buf->f : src;
     return a;
 }
@@ -495,19 +498,19 @@ static void forward_team(void *p, int ith, int nth) {
     for (int l = 0; l < c->n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
         slm_act in = step_input(&w, md->x, m, c->dim, ly->attn_norm,
-                                input_needs(&ly->q, &ly->k, &ly->v));
+                                input_needs(md, &ly->q, &ly->k, &ly->v));
         qkv_step(&w, l, &in);
         attention_step(&w, l);
-        in = step_input(&w, md->q, m, qd, NULL, input_needs(&ly->o, NULL, NULL));
+        in = step_input(&w, md->q, m, qd, NULL, input_needs(md, &ly->o, NULL, NULL));
         residual_step(&w, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
-        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, input_needs(&ly->gate, &ly->up, NULL));
+        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, input_needs(md, &ly->gate, &ly->up, NULL));
         gate_up_step(&w, l, &in);
-        in = step_input(&w, md->g, m, c->ffn_dim, NULL, input_needs(&ly->down, NULL, NULL));
+        in = step_input(&w, md->g, m, c->ffn_dim, NULL, input_needs(md, &ly->down, NULL, NULL));
         residual_step(&w, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
     }
     int64_t rows = w.f->all_logits ? m : 1;
     slm_act in = step_input(&w, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
-                            input_needs(&md->head, NULL, NULL));
+                            input_needs(md, &md->head, NULL, NULL));
     head_step(&w, &in, rows);
 }
 

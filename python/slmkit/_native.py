@@ -200,8 +200,10 @@ def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | Non
         raise ValueError(f"matmul: weight holds {w.nbytes} bytes, {TYPE_NAMES.get(t, t)} [{n}, {k}] "
                          f"needs {need} contiguous bytes")
     out = _out(out, x.shape[:-1] + (n,))
-    _check(lib.slm_matmul_act(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k,
-                              int(act_bits)), f"matmul ({TYPE_NAMES.get(t, t)}, {act_bits}-bit activations)")
+    rc = lib.slm_matmul_act(_pool_ptr(pool), t, _ptr(w, "void *"), _ptr(x), _ptr(out), m, n, k,
+                            int(act_bits))
+    if rc:                                   # the label is built only for an error (hot path)
+        _check(rc, f"matmul ({TYPE_NAMES.get(t, t)}, {act_bits}-bit activations)")
     return out
 
 
