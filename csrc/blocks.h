@@ -44,8 +44,10 @@ _Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must be 20 bytes");
  * Q4 (qs as 64 uint16 words w[t*16 + 2r + h], t = 0..3): nibble n (bits 4n .. 4n+3) of word
  * (t, r, h) is row r's value 2(4t + n) + h, as stored (0..15: Q4_0's -8 is applied per block
  * through the activation sum, as Q4_1's minimum is).
- * Q8 (qs as 128 words w[t*16 + 2r + h], t = 0..7): low byte = row r's value 2(2t) + h, high
- * byte = value 2(2t + 1) + h. */
+ * Q8 (qs as 128 words w[t*16 + 2r + h], t = 0..7): low byte = row r's value 8(t/2) + 2(t%2) + h,
+ * high byte = that value + 4. In both, the 4 bytes of row r in a 32-byte load (Q4: masked or
+ * shifted and masked) hold 4 of its values in the order of int8 activation blocks (ACT8_ORDER,
+ * kernels.h), for u8 x s8 quad dots. */
 typedef struct {
     uint16_t d[8];          /* [8 rows] fp16 scales */
     uint8_t  qs[128];       /* [4][16] words of 4 nibbles */

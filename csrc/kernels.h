@@ -23,8 +23,8 @@
  *
  * Prefill may also carry int8 blocks (q8, made from the int16 ones, see slm_act_quantize8_rows):
  * x ~ d8 * q8, s8 = d8 * sum(q8), q8sum = sum(q8), the 32 values of a block in the order ACT8_ORDER, which is the
- * byte order of a masked 32-byte load of repacked Q4 weights (blocks.h), so that one broadcast
- * of 4 activation bytes meets 4 values of 8 weight rows in a u8 x s8 dot (vpdpbusd). The Q4
+ * byte order of 4 values of a row in a 32-byte step of repacked weights (blocks.h), so that one
+ * broadcast of 4 activation bytes meets 4 values of 8 weight rows in one int8 dot (vpdpbusd). The
  * repacked kernels read q8 when it is there; every other kernel reads q. */
 typedef struct {
     const float *f;       /* [m, k] float rows, or NULL */

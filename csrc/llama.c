@@ -201,16 +201,14 @@ void slm_llama_free(slm_llama *md) {
 
 int slm_llama_repacked(const slm_llama *md) { return md->n_owned; }
 
-static int is_q4_x8(const slm_weight *w) { return w->type == SLM_Q4_0_X8 || w->type == SLM_Q4_1_X8; }
-
 int slm_llama_prefill_act_bits(const slm_llama *md) {
     if (md->cfg.prefill_act_bits != 8) return 16;
-    if (is_q4_x8(&md->head)) return 8;
+    if (slm_x8_base(md->head.type)) return 8;
     for (int64_t l = 0; l < md->cfg.n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
         const slm_weight *lw[7] = { &ly->q, &ly->k, &ly->v, &ly->o, &ly->gate, &ly->up, &ly->down };
         for (int i = 0; i < 7; i++)
-            if (is_q4_x8(lw[i])) return 8;
+            if (slm_x8_base(lw[i]->type)) return 8;
     }
     return 16;
 }
@@ -307,7 +305,7 @@ static int64_t rows_per_unit(const walker *w, int64_t m, int64_t n, int64_t unit
 /* What a step's input must hold for weights a, b, c (b, c may be NULL): NEED_Q, int16 blocks
  * for quantised weights; NEED_INTERLEAVED, also row-interleaved when many rows meet a quantised
  * weight in its stored layout (repacked ones read the plain blocks); NEED_Q8, also int8 blocks
- * for repacked Q4 weights when the config asks for int8 prefill (see act8). */
+ * for repacked weights when the config asks for int8 prefill (see act8). */
 enum { NEED_Q = 1, NEED_INTERLEAVED = 2, NEED_Q8 = 4 };
 static int input_needs(const slm_llama *md, const slm_weight *a, const slm_weight *b,
                        const slm_weight *c) {
@@ -316,7 +314,7 @@ static int input_needs(const slm_llama *md, const slm_weight *a, const slm_weigh
     for (int i = 0; i < 3; i++) {
         if (ws[i] && slm_is_quantized(ws[i]->type))
             need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
-        if (ws[i] && is_q4_x8(ws[i]) && md->cfg.prefill_act_bits == 8) need |= NEED_Q8;
+        if (ws[i] && slm_x8_base(ws[i]->type) && md->cfg.prefill_act_bits == 8) need |= NEED_Q8;
     }
     return need;
 }

@@ -98,12 +98,21 @@ static float block_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i
            slm_fp16_to_fp32(w->m) * x->s[i * x->nb + b];
 }
 
-/* The same Q4 blocks against int8 activation blocks (slm_act's q8, values in ACT8_ORDER). */
-static int isum_q4_act8(const uint8_t *qs, const slm_act *x, int64_t i, int64_t b) {
+/* The same blocks against int8 activation blocks (slm_act's q8, values in ACT8_ORDER). */
+static int act8_value(const slm_act *x, int64_t i, int64_t b, int j) {
     static const int slot[8] = ACT8_SLOT;
-    const int8_t *q = x->q8 + (i * x->nb + b) * QK;     /* [32] */
+    return x->q8[(i * x->nb + b) * QK + j / 8 * 8 + slot[j % 8]];
+}
+
+static float block_q8_0_act8_generic(const block_q8_0 *w, const slm_act *x, int64_t i, int64_t b) {
     int isum = 0;
-    for (int j = 0; j < QK; j++) isum += NIBBLE(qs, j) * q[j / 8 * 8 + slot[j % 8]];
+    for (int j = 0; j < QK; j++) isum += w->qs[j] * act8_value(x, i, b, j);
+    return slm_fp16_to_fp32(w->d) * x->d8[i * x->nb + b] * (float)isum;
+}
+
+static int isum_q4_act8(const uint8_t *qs, const slm_act *x, int64_t i, int64_t b) {
+    int isum = 0;
+    for (int j = 0; j < QK; j++) isum += NIBBLE(qs, j) * act8_value(x, i, b, j);
     return isum;
 }
 
@@ -131,7 +140,7 @@ DOT_QUANT_GENERIC(q4_1, block_q4_1)
 
 /* The same dots for row r of a repacked group (w: the group's first block): each block is
  * unpacked to the base layout first, so the sums are those of the base type, bit for bit.
- * Q4 groups read the int8 activation blocks when x has them. */
+ * They read the int8 activation blocks when x has them. */
 #define DOT_X8_GENERIC(name, block_t, xtype, act8_block)                                       \
     static float dot_##name##x8_generic(const uint8_t *w, int r, const slm_act *x, int64_t i) { \
         float sum = 0.0f;                                                                      \
@@ -142,7 +151,7 @@ DOT_QUANT_GENERIC(q4_1, block_q4_1)
         }                                                                                      \
         return sum;                                                                            \
     }
-DOT_X8_GENERIC(q8_0, block_q8_0, SLM_Q8_0_X8, block_q8_0_generic)   /* Q8_0: always int16 */
+DOT_X8_GENERIC(q8_0, block_q8_0, SLM_Q8_0_X8, block_q8_0_act8_generic)
 DOT_X8_GENERIC(q4_0, block_q4_0, SLM_Q4_0_X8, block_q4_0_act8_generic)
 DOT_X8_GENERIC(q4_1, block_q4_1, SLM_Q4_1_X8, block_q4_1_act8_generic)
 
@@ -338,7 +347,7 @@ typedef struct {
     slm_act_buf *buf;
     float *y;             /* [m, n] output */
     int64_t m, n, k;
-    int act8;             /* also int8 activation blocks (repacked Q4 weights) */
+    int act8;             /* also int8 activation blocks (repacked weights) */
     int64_t n_units;      /* tasks along n (N_UNIT weight rows each) */
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
 } matmul_ctx;
@@ -377,7 +386,7 @@ int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, flo
                    int64_t m, int64_t n, int64_t k, int act_bits) {
     if (m < 0 || n < 0 || k < 0) return SLM_E_SHAPE;
     if ((act_bits != 16 && act_bits != 8) ||
-        (act_bits == 8 && wtype != SLM_Q4_0_X8 && wtype != SLM_Q4_1_X8)) return SLM_E_TYPE;
+        (act_bits == 8 && !slm_x8_base(wtype))) return SLM_E_TYPE;
     const slm_kernels *kt = slm_kernels_get();
     slm_gemm_fn gemm = slm_gemm_for(kt, wtype);
     if (!gemm) return SLM_E_TYPE;

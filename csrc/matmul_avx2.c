@@ -410,12 +410,12 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
             if (NG > 1) p[1][i] = PAIR_DOT(p[1][i], w1, xe);                                  \
         }
 #define LOAD(blk, t) _mm256_loadu_si256((const __m256i *)((blk) + qoff + 32 * (t)))
-        if (wt == SLM_Q8_0_X8) {
+        if (wt == SLM_Q8_0_X8) {              /* load t: pairs 4(t/2) + t%2 and 2 more */
             for (int t = 0; t < 8; t++) {
                 __m256i v0 = LOAD(blk0, t), v1 = NG > 1 ? LOAD(blk1, t) : v0;
                 PAIR(_mm256_srai_epi16(_mm256_slli_epi16(v0, 8), 8),
-                     _mm256_srai_epi16(_mm256_slli_epi16(v1, 8), 8), 2 * t)
-                PAIR(_mm256_srai_epi16(v0, 8), _mm256_srai_epi16(v1, 8), 2 * t + 1)
+                     _mm256_srai_epi16(_mm256_slli_epi16(v1, 8), 8), 4 * (t / 2) + t % 2)
+                PAIR(_mm256_srai_epi16(v0, 8), _mm256_srai_epi16(v1, 8), 4 * (t / 2) + t % 2 + 2)
             }
         } else {                              /* Q4: mask and shift (no sign to extend) */
             for (int t = 0; t < 4; t++) {
@@ -437,43 +437,86 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
 }
 
 
-/* acc += the u8 x s8 quad dots of w (unsigned) and x (signed), both [32] bytes: vpdpbusd with
- * VNNI, else maddubs (no saturation: 2 * 15 * 127 fits int16) + madd by ones + add. */
+/* ---- repacked weights x int8 activation blocks (x->q8, prefill_act = int8) -------------------
+ *
+ * Each 32-byte step of a repacked block gives 4 values of each of the group's 8 rows in the byte
+ * order of the int8 activation blocks (blocks.h): Q4 as a load masked (values 8t + {0,4,1,5})
+ * or shifted and masked (8t + {2,6,3,7}), Q8 as a load. One broadcast of 4 activation bytes then
+ * meets 8 rows in a u8 x s8 quad dot: 8 dots per block instead of 16 int16 pair dots.
+ *
+ * The dot: vpdpbusd with VNNI; on AVX2 maddubs + madd by ones + add (Q4 cannot saturate
+ * maddubs' int16 pairs: 2 * 15 * 127 fits). Q8 weights are signed: with VNNI they enter
+ * biased by +128 (xor 0x80), the bias taken off through the activation sum like Q4_0's 8; on
+ * AVX2 a biased pair would saturate (2 * 255 * 127), so the sign moves onto x instead,
+ * |w| x sign(x, w) (2 * 128 * 127 fits). */
 #ifdef SLM_VNNI
-#define QUAD_DOT(acc, w, x) _mm256_dpbusd_epi32(acc, w, x)
+#define Q8_BIAS 128
 #else
-#define QUAD_DOT(acc, w, x) \
-    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)))
+#define Q8_BIAS 0
 #endif
 
-/* One group of Q4 weights against int8 activation blocks (x->q8, see slm_act): each 32-byte
- * load of the group's block gives, masked, the low nibbles (values 8t + {0,4,1,5} of each row,
- * 4 bytes a lane) and, shifted, the high ones (8t + {2,6,3,7}); x's int8 blocks are stored in
- * that order, so each broadcast of 4 activation bytes meets one vector of 8 rows' 4 values.
- * 8 quad dots per block instead of 16 pair dots; the same scaling (scale_x8). Two groups at
- * once: xtile_act8_zmm. */
+/* What the integer dots of a block of x row i start from: -bias * sum(q8) for weights stored
+ * biased (Q4_0's 8, Q8_0's Q8_BIAS), else 0. */
+AI int32_t act8_start(int wt, const slm_act *x, int64_t row, int64_t b) {
+    int bias = wt == SLM_Q4_0_X8 ? 8 : wt == SLM_Q8_0_X8 ? Q8_BIAS : 0;
+    return -bias * x->q8sum[row * x->nb + b];
+}
+
+/* Weights of activation dwords 2t and 2t+1 of one repacked block (qs at q): w[2], and |w| for
+ * AVX2's signed Q8 dot. */
+AI void act8_weights(int wt, const uint8_t *q, int t, __m256i w[2], __m256i wabs[2]) {
+    if (wt == SLM_Q8_0_X8) {
+        for (int h = 0; h < 2; h++) {
+            w[h] = _mm256_loadu_si256((const __m256i *)(q + 32 * (2 * t + h)));
+#ifdef SLM_VNNI
+            w[h] = _mm256_xor_si256(w[h], _mm256_set1_epi8((char)0x80));
+#else
+            wabs[h] = _mm256_abs_epi8(w[h]);
+#endif
+        }
+    } else {
+        const __m256i low4 = _mm256_set1_epi8(15);
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * t));
+        w[0] = _mm256_and_si256(v, low4);
+        w[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    }
+    (void)wabs;
+}
+
+/* p + the quad dots of w (8 rows x 4 values, from act8_weights) with x (4 bytes broadcast). */
+AI __m256i act8_dot(int wt, __m256i p, __m256i w, __m256i wabs, __m256i x) {
+#ifdef SLM_VNNI
+    (void)wt; (void)wabs;
+    return _mm256_dpbusd_epi32(p, w, x);
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i pairs = wt == SLM_Q8_0_X8 ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, w))
+                                      : _mm256_maddubs_epi16(w, x);
+    return _mm256_add_epi32(p, _mm256_madd_epi16(pairs, ones));
+#endif
+}
+
+/* y[MR rows, one group of 8 weight rows] from int8 activation blocks (see above), with the
+ * scaling of xtile (scale_x8). Two groups at once with VNNI: xtile_act8_zmm. */
 AI void xtile_act8(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, float *y,
                    size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
-    const size_t bs = wt == SLM_Q4_0_X8 ? sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
+    const size_t bs = wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ?
+                      sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
     const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
-    const __m256i low4 = _mm256_set1_epi8(15);
     __m256 acc[2][X8_MR];                           /* [1][MR] lanes = the 8 weight rows */
     for (int i = 0; i < MR; i++) acc[0][i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wg + b * bs;
         __m256i p[2][X8_MR];                        /* [1][MR] int32 dots of block b */
-        /* Q4_0's -8 enters the integer dots: p starts at -8 * sum(q8) of each row of x */
-        for (int i = 0; i < MR; i++)
-            p[0][i] = wt == SLM_Q4_0_X8 ? _mm256_set1_epi32(-8 * x->q8sum[(xr + i) * nb + b])
-                                         : _mm256_setzero_si256();
+        for (int i = 0; i < MR; i++) p[0][i] = _mm256_set1_epi32(act8_start(wt, x, xr + i, b));
         for (int t = 0; t < 4; t++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(blk + qoff + 32 * t));
-            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            __m256i w[2], wabs[2];                  /* [2] weights of dwords 2t, 2t+1 */
+            act8_weights(wt, blk + qoff, t, w, wabs);
             for (int i = 0; i < MR; i++) {
                 const int32_t *xq = (const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK);
-                p[0][i] = QUAD_DOT(p[0][i], lo, _mm256_set1_epi32(xq[2 * t]));
-                p[0][i] = QUAD_DOT(p[0][i], hi, _mm256_set1_epi32(xq[2 * t + 1]));
+                for (int h = 0; h < 2; h++)
+                    p[0][i] = act8_dot(wt, p[0][i], w[h], wabs[h], _mm256_set1_epi32(xq[2 * t + h]));
             }
         }
         scale_x8(wt, MR, 1, blk, blk, p, x->d8 + xr * nb + b,
@@ -490,28 +533,36 @@ AI void xtile_act8(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t 
 AI void xtile_act8_zmm(int wt, int MR, const uint8_t *wg, size_t gstride, const slm_act *x,
                        int64_t xr, float *y, size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
-    const size_t bs = wt == SLM_Q4_0_X8 ? sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
+    const size_t bs = wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ?
+                      sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
     const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
-    const __m512i low4 = _mm512_set1_epi8(15);
+    const __m512i low4 = _mm512_set1_epi8(15), bias8 = _mm512_set1_epi8((char)0x80);
     __m512 acc[X8_MR];                              /* [MR] lanes = the 16 weight rows */
     for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk0 = wg + b * bs, *blk1 = blk0 + gstride;
         __m512i p[X8_MR];                           /* [MR] int32 dots of block b */
-        for (int i = 0; i < MR; i++)                /* Q4_0's -8, as in xtile_act8 */
-            p[i] = wt == SLM_Q4_0_X8 ? _mm512_set1_epi32(-8 * x->q8sum[(xr + i) * nb + b])
-                                     : _mm512_setzero_si512();
+        for (int i = 0; i < MR; i++) p[i] = _mm512_set1_epi32(act8_start(wt, x, xr + i, b));
+#define BOTH(s) _mm512_inserti64x4(                                                           \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk0 + qoff + 32 * (s)))), \
+            _mm256_loadu_si256((const __m256i *)(blk1 + qoff + 32 * (s))), 1)
         for (int t = 0; t < 4; t++) {
-            __m512i v = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk0 + qoff + 32 * t))),
-                _mm256_loadu_si256((const __m256i *)(blk1 + qoff + 32 * t)), 1);
-            __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            __m512i w[2];                           /* [2] weights of dwords 2t, 2t+1 */
+            if (wt == SLM_Q8_0_X8) {
+                w[0] = _mm512_xor_si512(BOTH(2 * t), bias8);
+                w[1] = _mm512_xor_si512(BOTH(2 * t + 1), bias8);
+            } else {
+                __m512i v = BOTH(t);
+                w[0] = _mm512_and_si512(v, low4);
+                w[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            }
             for (int i = 0; i < MR; i++) {
                 const int32_t *xq = (const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK);
-                p[i] = _mm512_dpbusd_epi32(p[i], lo, _mm512_set1_epi32(xq[2 * t]));
-                p[i] = _mm512_dpbusd_epi32(p[i], hi, _mm512_set1_epi32(xq[2 * t + 1]));
+                p[i] = _mm512_dpbusd_epi32(p[i], w[0], _mm512_set1_epi32(xq[2 * t]));
+                p[i] = _mm512_dpbusd_epi32(p[i], w[1], _mm512_set1_epi32(xq[2 * t + 1]));
             }
         }
+#undef BOTH
 #define HALVES(off) _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(        \
             _mm_loadu_si128((const __m128i *)(blk0 + (off)))), _mm_loadu_si128((const __m128i *)(blk1 + (off))), 1))
         __m512 dw = HALVES(0);                      /* [16] fp16 scales of both groups */
@@ -540,7 +591,7 @@ AI void gemm_x8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, 
                 size_t ys, int64_t m, int64_t n, int accumulate) {
     const int64_t groups = (n + 7) / 8;
     const size_t gstride = 8 * ws;
-    const int act8 = x->q8 && wt != SLM_Q8_0_X8;     /* int8 activations: Q4 weights only */
+    const int act8 = x->q8 != NULL;                 /* int8 activation blocks */
     for (int64_t g0 = 0; g0 < groups; g0 += X8_PANEL) {
         int64_t g1 = g0 + X8_PANEL < groups ? g0 + X8_PANEL : groups;
         for (int64_t i0 = 0; i0 < m; i0 += X8_MR) {

@@ -194,21 +194,25 @@ static void unpack_q4(const uint8_t *in, int r, uint8_t *qs) {
         }
 }
 
-/* Q8 words: low byte of word (t, r, h) is row r's value 2(2t) + h, high byte value 2(2t+1) + h. */
+/* Q8 words: low byte of word (t, r, h) is row r's value 8(t/2) + 2(t%2) + h, high byte that
+ * value + 4 (so each 4 bytes of a row hold values in ACT8_ORDER, like a masked Q4 load). */
+static int q8_word_value(int t, int h) { return 8 * (t / 2) + 2 * (t % 2) + h; }
+
 static void pack_q8(const int8_t *const qs[8], int8_t *out) {
     for (int t = 0; t < 8; t++)
         for (int l = 0; l < 16; l++) {
-            int r = l / 2, h = l % 2;
-            out[2 * (t * 16 + l)] = qs[r][2 * (2 * t) + h];
-            out[2 * (t * 16 + l) + 1] = qs[r][2 * (2 * t + 1) + h];
+            int r = l / 2, v = q8_word_value(t, l % 2);
+            out[2 * (t * 16 + l)] = qs[r][v];
+            out[2 * (t * 16 + l) + 1] = qs[r][v + 4];
         }
 }
 
 static void unpack_q8(const int8_t *in, int r, int8_t *qs) {
     for (int t = 0; t < 8; t++)
         for (int h = 0; h < 2; h++) {
-            qs[2 * (2 * t) + h] = in[2 * (t * 16 + 2 * r + h)];
-            qs[2 * (2 * t + 1) + h] = in[2 * (t * 16 + 2 * r + h) + 1];
+            int v = q8_word_value(t, h);
+            qs[v] = in[2 * (t * 16 + 2 * r + h)];
+            qs[v + 4] = in[2 * (t * 16 + 2 * r + h) + 1];
         }
 }
 

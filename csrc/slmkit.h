@@ -97,7 +97,7 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
                int64_t m, int64_t n, int64_t k);
 
 /* slm_matmul with the activation precision chosen: act_bits 16 (as slm_matmul), or 8 for
- * repacked Q4 weights (SLM_Q4_0_X8, SLM_Q4_1_X8): int8 blocks (d = amax / 127, ggml's and
+ * repacked weights (SLM_Q4_0_X8, SLM_Q4_1_X8, SLM_Q8_0_X8): int8 blocks (d = amax / 127, ggml's and
  * llama.cpp's precision) and u8 x s8 dot products, twice as many per instruction as int16 where
  * the CPU has VNNI, at the cost of ~2% in SmolLM2's logits. SLM_E_TYPE for other combinations. */
 int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
@@ -180,7 +180,7 @@ typedef struct {
     int keep_layout;        /* 1: run Q4_0/Q4_1/Q8_0 weights as stored; 0: repack them (below)
                                when the kernel variant in use runs repacked weights faster */
     int prefill_act_bits;   /* 16 (or 0): int16 activation blocks everywhere; 8: int8 ones for
-                               steps of 8 or more rows (prefill) on repacked Q4 weights (see
+                               steps of 8 or more rows (prefill) on repacked weights (see
                                slm_matmul_act: faster with VNNI, ~2% of SmolLM2's logits) */
 } slm_llama_config;
 
@@ -197,7 +197,7 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
 void slm_llama_free(slm_llama *model);
 
 /* What the model runs, for reports: the number of matrices repacked at load, and the activation
- * bits of prefill steps (8 only when the config asks for them and some matrix is repacked Q4). */
+ * bits of prefill steps (8 only when the config asks for them and some matrix is repacked). */
 int slm_llama_repacked(const slm_llama *model);
 int slm_llama_prefill_act_bits(const slm_llama *model);
 

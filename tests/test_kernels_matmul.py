@@ -400,10 +400,7 @@ def test_outlier_channels_keep_small_values(variant, wtype, k, n, m, kernel):
     assert np.all(np.abs(y - ref) <= bound), (np.abs(y - ref) / bound).max()
 
 
-# ---- int8 activation blocks (act_bits=8, repacked Q4 weights) --------------------------------
-
-Q4_TYPES = [nat.Q4_0, nat.Q4_1]
-
+# ---- int8 activation blocks (act_bits=8, repacked weights) -------------------------------------
 
 def act8_bound(x, wd):
     """Per output: x ~ d8*q8 rounds each value by at most amax/254 of its block (q8 is made from
@@ -415,7 +412,7 @@ def act8_bound(x, wd):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", Q4_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("wtype", QTYPES, ids=lambda t: nat.TYPE_NAMES[t])
 @pytest.mark.parametrize("k", [32, 33, 172, 576, 1536])
 @pytest.mark.parametrize("n,m", [(8, 1), (13, 7), (64, 17), (577, 64), (200, 6)])
 def test_act8_matmul_vs_float64(variant, wtype, k, n, m, kernel):
@@ -436,7 +433,7 @@ def test_act8_matmul_vs_float64(variant, wtype, k, n, m, kernel):
 
 
 @pytest.mark.skipif(len(VARIANTS) < 2, reason="no SIMD variant on this CPU")
-@pytest.mark.parametrize("wtype", Q4_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
+@pytest.mark.parametrize("wtype", QTYPES, ids=lambda t: nat.TYPE_NAMES[t])
 @pytest.mark.parametrize("k,n,m", [(33, 13, 9), (576, 577, 64), (1536, 96, 13), (172, 40, 1)])
 def test_act8_simd_matches_generic(wtype, k, n, m, kernel):
     """Same int8 blocks in every variant (one quantisation unit apart would show at ~1e-3), the
@@ -454,17 +451,36 @@ def test_act8_simd_matches_generic(wtype, k, n, m, kernel):
             assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max(), v
 
 
-def test_act8_only_for_repacked_q4():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_act8_q8_0_extreme_weights(variant, kernel):
+    """Q8_0 bytes -128 and 127 (GGUF allows -128; ggml writes -127..127) against activations at
+    +-127: exact integer dots in every variant (VNNI biases the weights by +128, AVX2 moves
+    their sign onto the activations: either slip shows as a wrong sum or an int16 saturation)."""
+    nat.set_kernel(variant)
+    n, k, m = 16, 96, 9
+    rng = np.random.default_rng(5)
+    raw, _ = weights(rng, nat.Q8_0, n, k)
+    blk = raw.reshape(n, -1, 34)
+    q = blk[:, :, 2:].view(np.int8)
+    q[:8] = -128                                   # first group: all -128, then all 127
+    q[8:] = 127
+    q[3, 1, :16] = 127                             # mixed signs within a block
+    blk[:, :, :2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
+    wd = nat.dequantize(raw, nat.Q8_0, k).astype(np.float64)
+    assert wd.min() == np.float64(np.float16(0.01)) * -128
+    packed, rtype = nat.repack(raw, nat.Q8_0, n, k)
+    x = np.where(rng.random((m, k)) < 0.5, -1.0, 1.0).astype(np.float32)   # q8 = +-127
+    y8 = nat.matmul(x, packed, rtype, n, k, act_bits=8)
+    np.testing.assert_allclose(y8, x.astype(np.float64) @ wd.T, rtol=1e-6, atol=1e-6)
+
+
+def test_act8_only_for_repacked_weights():
     rng = np.random.default_rng(2)
     x = rand(rng, 9, 64)
     for wtype in (nat.Q8_0, nat.Q4_0, nat.F32):
         raw, _ = weights(rng, wtype, 8, 64)
         with pytest.raises(nat.NativeError, match="8-bit activations"):
             nat.matmul(x, raw, wtype, 8, 64, act_bits=8)
-    raw, _ = weights(rng, nat.Q8_0, 8, 64)
-    packed, rtype = nat.repack(raw, nat.Q8_0, 8, 64)
-    with pytest.raises(nat.NativeError, match="8-bit activations"):
-        nat.matmul(x, packed, rtype, 8, 64, act_bits=8)
     raw, _ = weights(rng, nat.Q4_0, 8, 64)
     packed, rtype = nat.repack(raw, nat.Q4_0, 8, 64)
     with pytest.raises(nat.NativeError, match="12-bit activations"):

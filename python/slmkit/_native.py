@@ -189,7 +189,7 @@ def probe_int8_gops(pool: Pool | None = None, iters: int = 2_000_000, reps: int 
 def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | None = None,
            out: np.ndarray | None = None, act_bits: int = 16) -> np.ndarray:
     """y[m, n] = x[m, k] @ W^T for W[n, k] stored as wtype (raw bytes or float array).
-    act_bits=8: int8 activation blocks, for repacked Q4 weights (see slm_matmul_act)."""
+    act_bits=8: int8 activation blocks, for repacked weights (see slm_matmul_act)."""
     t = type_id(wtype)
     x = _f32(x, "x")
     if x.shape[-1] != k:
