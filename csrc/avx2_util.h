@@ -29,4 +29,20 @@ AI int hsum8i(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+/* Lane j = max, sum of the 8 lanes of v[j]: 8 horizontal reductions at the cost of ~2. */
+AI __m256 hmax8x8(const __m256 v[8]) {
+#define PAIRS(a, b) _mm256_max_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), \
+                                  _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)))
+    __m256 q0 = PAIRS(PAIRS(v[0], v[1]), PAIRS(v[2], v[3]));   /* [v0..v3 of lanes 0-3 | 4-7] */
+    __m256 q1 = PAIRS(PAIRS(v[4], v[5]), PAIRS(v[6], v[7]));
+#undef PAIRS
+    return _mm256_max_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+AI __m256i hsum8x8i(const __m256i v[8]) {
+    __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
 #endif

@@ -348,17 +348,18 @@ typedef struct {
     float *y;             /* [m, n] output */
     int64_t m, n, k;
     int act8;             /* also int8 activation blocks (repacked weights) */
+    int interleave;       /* also row-interleaved blocks (many rows, weights as stored) */
     int64_t n_units;      /* tasks along n (N_UNIT weight rows each) */
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
 } matmul_ctx;
 
-/* Groups of 8 rows g0 .. g1-1: quantised, then interleaved (when m is large enough). */
+/* Groups of 8 rows g0 .. g1-1: quantised, then interleaved (when the gemm reads that). */
 static void quantize_rows_task(void *p, int64_t g0, int64_t g1) {
     matmul_ctx *c = p;
     int64_t r1 = g1 * 8 < c->m ? g1 * 8 : c->m;
     slm_act_quantize_rows(c->kt, c->xf, c->buf, c->k, g0 * 8, r1);
     if (c->act8) slm_act_quantize8_rows(c->kt, c->buf, c->k, g0 * 8, r1);
-    if (c->m >= SLM_INTERLEAVE_ROWS) slm_act_interleave(c->buf, c->k, c->m, g0, g1);
+    if (c->interleave) slm_act_interleave(c->buf, c->k, c->m, g0, g1);
 }
 
 /* Task t covers activation rows of unit t / n_units and weight rows of unit t % n_units;
@@ -393,7 +394,8 @@ int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, flo
     if (m == 0 || n == 0) return SLM_OK;
 
     matmul_ctx c = { .kt = kt, .gemm = gemm, .w = w, .ws = slm_row_size(wtype, k),
-                     .xf = x, .y = y, .m = m, .n = n, .k = k, .act8 = act_bits == 8 };
+                     .xf = x, .y = y, .m = m, .n = n, .k = k, .act8 = act_bits == 8,
+                     .interleave = m >= SLM_INTERLEAVE_ROWS && !slm_x8_base(wtype) };
     c.x.f = x;
     c.x.k = k;
     slm_act_buf buf = {0};                   /* its float rows stay unused: x is read directly */
@@ -403,7 +405,7 @@ int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, flo
         int64_t groups = (m + 7) / 8;
         if (groups > 1) slm_parallel_for(pool, groups, quantize_rows_task, &c);
         else quantize_rows_task(&c, 0, groups);
-        c.x = slm_act_view(&buf, k, m >= SLM_INTERLEAVE_ROWS, c.act8);
+        c.x = slm_act_view(&buf, k, c.interleave, c.act8);
     }
 
     /* Split over n first (every thread streams its own weights); split over m as well only

@@ -76,7 +76,7 @@ def test_bench_prints_llama_bench_figures(stories_hf, capsys):
 
 
 def test_bench_reports_the_prefill_activations_in_effect(stories_hf, tmp_path, capsys):
-    """int8 prefill activations apply to repacked Q4 weights: bench says what ran, and loading
+    """int8 prefill activations apply to repacked weights: bench says what ran, and loading
     a model where the option changes nothing warns."""
     from slmkit import _native as nat
     assert main(["quantize", str(stories_hf), str(tmp_path / "q4"), "--bits", "4"]) == 0

@@ -193,9 +193,9 @@ def test_int8_kv_cache_quality_on_stories260k(stories_hf, tinystories_text):
 # ---- int8 prefill activations ----------------------------------------------------------------
 
 @pytest.mark.parametrize("config", ["llama-gqa", "qwen2-bias", "odd-widths"])
-@pytest.mark.parametrize("wtype", ["q4_0", "q4_1"])
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q8_0"])
 def test_int8_prefill_close_to_float64_and_same_on_every_kernel(wtype, config):
-    """The int8 blocks are read by the repacked Q4 kernels (the SIMD variants; the kernels
+    """The int8 blocks are read by the repacked kernels (the SIMD variants; the kernels
     themselves are checked against the generic reference in test_kernels_matmul.py). The generic
     variant runs weights as stored, where the option changes nothing."""
     ckpt = random_checkpoint(seed=4, wtype=wtype, **CONFIGS[config])

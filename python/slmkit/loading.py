@@ -71,10 +71,10 @@ def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
     tokenizer a Tokenizer or a path to one (default: the one beside or inside the model)
     kv_cache  "f32", or "int8" (cpu backend: keys and values as int8 rows with a scale each,
               a quarter of the memory and of the attention reads on long contexts)
-    prefill_act "int16", or "int8" (cpu backend, x86: prompts of 8 tokens or more meet Q4 weights
-              as int8 activation blocks, llama.cpp's precision: prefill ~1.5x faster on CPUs
-              with AVX-512 VNNI; SmolLM2's last logits 2% off float64 instead of 0.04%;
-              generation, Q8_0 and float weights are unchanged)
+    prefill_act "int16", or "int8" (cpu backend, x86: prompts of 8 tokens or more meet
+              Q4_0/Q4_1/Q8_0 weights as int8 activation blocks, llama.cpp's precision: prefill
+              ~1.5x faster on CPUs with AVX-512 VNNI; SmolLM2's last logits 2% off float64
+              instead of 0.04%; generation and float weights are unchanged)
     """
     return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer, kv_cache,
                                  prefill_act)

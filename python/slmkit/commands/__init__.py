@@ -34,7 +34,7 @@ def add_model_arg(p):
     p.add_argument("--kv-cache", choices=("f32", "int8"), default="f32",
                    help="KV-cache precision (int8: a quarter of the memory, cpu backend)")
     p.add_argument("--prefill-act", choices=("int16", "int8"), default="int16",
-                   help="activation precision of prompt processing on Q4 weights (int8: "
+                   help="activation precision of prompt processing on quantised weights (int8: "
                         "faster on CPUs with VNNI, less precise; cpu backend)")
 
 

@@ -74,8 +74,8 @@ class LlamaModel:
         self.compiled = backend.compile_llama(self)
         if prefill_act != self.prefill_act_in_effect:
             warnings.warn(f"prefill_act={prefill_act!r} changes nothing for this model: int8 "
-                          f"activations apply to Q4_0/Q4_1 weights repacked at load by the AVX2 "
-                          f"and AVX-512 kernels (not the generic kernel, SLMKIT_REPACK=0, Q8_0 or "
+                          f"activations apply to Q4_0/Q4_1/Q8_0 weights repacked at load by the "
+                          f"AVX2 and AVX-512 kernels (not the generic kernel, SLMKIT_REPACK=0 or "
                           f"float weights); prompts run with int16 activations", stacklevel=4)
 
     @property
