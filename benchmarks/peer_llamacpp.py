@@ -141,9 +141,11 @@ def main(argv=None) -> int:
                         prefill_act=args.prefill_act)
             r["format"] = fmt
             results.append(r)
-            print(f"{fmt:6} {t:>3} | {r.get('slmkit_pp', 0):10.1f} {r.get('llama_pp', 0):9.1f} "
-                  f"{r.get('pp_ratio', 0):6.2f} | {r.get('slmkit_tg', 0):10.1f} "
-                  f"{r.get('llama_tg', 0):9.1f} {r.get('tg_ratio', 0):6.2f}", flush=True)
+            cells = [f"{r[key]:{width}.{digits}f}" if key in r else f"{'-':>{width}}"
+                     for key, width, digits in (("slmkit_pp", 10, 1), ("llama_pp", 9, 1),
+                                                ("pp_ratio", 6, 2), ("slmkit_tg", 10, 1),
+                                                ("llama_tg", 9, 1), ("tg_ratio", 6, 2))]
+            print(f"{fmt:6} {t:>3} | {' '.join(cells[:3])} | {' '.join(cells[3:])}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -20,9 +20,10 @@ import pytest
 from bench_utils import THREADS, pool
 from slmkit import _native as nat
 
-SHAPES = {   # (k, n) of the linear layers
-    "smollm2-135m": [(576, 576), (576, 192), (576, 1536), (1536, 576), (576, 49152)],
-    "qwen2.5-0.5b": [(896, 896), (896, 128), (896, 4864), (4864, 896)],
+SHAPES = {   # (k, n) of the linear layers; then q, k, v as one step (shared input), as the
+             # forward pass runs them
+    "smollm2-135m": [(576, 576), (576, 192), (576, 1536), (1536, 576), (576, 49152), (576, 960)],
+    "qwen2.5-0.5b": [(896, 896), (896, 128), (896, 4864), (4864, 896), (896, 1152)],
 }
 CASES = [(model, k, n) for model, shapes in SHAPES.items() for k, n in shapes]
 FORMATS = ["q8_0_x8", "q4_0_x8", "q4_1_x8", "q8_0_x8_a8", "q4_0_x8_a8", "q4_1_x8_a8", "q8_0",
