@@ -21,11 +21,11 @@
  * di/si[(G*nb + b)*8 + l] their scales and sums. One vector then holds one pair of 8 rows, so an
  * integer dot accumulates 8 rows at once and is converted and scaled once per block.
  *
- * Prefill may also carry int8 blocks (q8, made from the int16 ones, see slm_act_quantize8_rows):
- * x ~ d8 * q8, s8 = d8 * sum(q8), q8sum = sum(q8), the 32 values of a block in the order ACT8_ORDER, which is the
- * byte order of 4 values of a row in a 32-byte step of repacked weights (blocks.h), so that one
+ * Prefill may carry int8 blocks instead (q8: the int16 ones rounded again, see quantize_act8):
+ * x ~ d8 * q8, s8 = d8 * sum(q8), q8sum = sum(q8), the 32 values of a block in the order
+ * ACT8_ORDER, which is the byte order of 4 values of a row in a 32-byte step of repacked weights (blocks.h), so that one
  * broadcast of 4 activation bytes meets 4 values of 8 weight rows in one int8 dot (vpdpbusd). The
- * repacked kernels read q8 when it is there; every other kernel reads q. */
+ * repacked kernels read q8 when it is there (and then never q); every other kernel reads q. */
 typedef struct {
     const float *f;       /* [m, k] float rows, or NULL */
     const int16_t *q;     /* [m, nb, 32] quantised rows, or NULL */
@@ -48,10 +48,11 @@ typedef struct {
  * bit-identical results, so that SIMD and reference gemms see the same inputs. */
 typedef void (*slm_quantize_act_fn)(const float *x, int16_t *q, float *d, float *s, int64_t k);
 
-/* nb int16 blocks (q, d) again as int8 blocks q8 (values in ACT8_ORDER), d8, s8, q8sum: q8 =
- * round(q * 127 / 32767), d8 = d * 32767 / 127. Bit-identical in every variant, as above. */
-typedef void (*slm_quantize_act8_fn)(const int16_t *q, const float *d, int8_t *q8, float *d8,
-                                     float *s8, int32_t *q8sum, int64_t nb);
+/* One activation row x[k] as int8 blocks q8[nb*32] (values in ACT8_ORDER), d8, s8, q8sum[nb]:
+ * the int16 blocks (q, d) of quantize_act rounded again, q8 = round(q * 127 / 32767), d8 =
+ * d * 32767 / 127, without storing q. Bit-identical in every variant, as above. */
+typedef void (*slm_quantize_act8_fn)(const float *x, int8_t *q8, float *d8, float *s8,
+                                     int32_t *q8sum, int64_t k);
 
 /* Rows i0 .. i0+m-1 of x times weight rows 0 .. n-1:
  *   y[i*ys + j] = dot(x row i0+i, w row j)       (acc = 0)
@@ -133,8 +134,9 @@ void slm_act_buf_free(slm_act_buf *buf);
 void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
                            int64_t r0, int64_t r1);
 
-/* Rows r0 .. r1-1 of buf's int16 blocks again as int8 blocks (q8, d8, s8, q8sum; see slm_act). */
-void slm_act_quantize8_rows(const slm_kernels *kt, slm_act_buf *buf, int64_t k, int64_t r0, int64_t r1);
+/* The same rows as int8 blocks (q8, d8, s8, q8sum; see slm_act). */
+void slm_act_quantize8_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
+                            int64_t r0, int64_t r1);
 
 /* Interleave groups g0 .. g1-1 of the quantised rows of buf (m rows in all; see slm_act). */
 void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1);

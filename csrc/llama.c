@@ -304,17 +304,18 @@ static int64_t rows_per_unit(const walker *w, int64_t m, int64_t n, int64_t unit
 
 /* What a step's input must hold for weights a, b, c (b, c may be NULL): NEED_Q, int16 blocks
  * for quantised weights; NEED_INTERLEAVED, also row-interleaved when many rows meet a quantised
- * weight in its stored layout (repacked ones read the plain blocks); NEED_Q8, also int8 blocks
- * for repacked weights when the config asks for int8 prefill (see act8). */
-enum { NEED_Q = 1, NEED_INTERLEAVED = 2, NEED_Q8 = 4 };
+ * weight in its stored layout (repacked ones read the plain blocks). Repacked weights when the
+ * config asks for int8 prefill: NEED_Q8, int8 blocks for prefill-sized steps (see act8), and
+ * NEED_Q_SMALL, int16 ones for the others. */
+enum { NEED_Q = 1, NEED_INTERLEAVED = 2, NEED_Q8 = 4, NEED_Q_SMALL = 8 };
 static int input_needs(const slm_llama *md, const slm_weight *a, const slm_weight *b,
                        const slm_weight *c) {
     const slm_weight *ws[3] = { a, b, c };
     int need = 0;
     for (int i = 0; i < 3; i++) {
-        if (ws[i] && slm_is_quantized(ws[i]->type))
-            need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
-        if (ws[i] && slm_x8_base(ws[i]->type) && md->cfg.prefill_act_bits == 8) need |= NEED_Q8;
+        if (!ws[i] || !slm_is_quantized(ws[i]->type)) continue;
+        if (slm_x8_base(ws[i]->type) && md->cfg.prefill_act_bits == 8) need |= NEED_Q8 | NEED_Q_SMALL;
+        else need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
     }
     return need;
 }
@@ -333,9 +334,11 @@ static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int
                        int64_t k, const float *norm_w, int need, int64_t r0, int64_t r1) {
     const float *fl = norm_w ? buf->f : src;
     if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
-    if (need & NEED_Q) slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
+    int a8 = act8(need, rows);
+    if ((need & NEED_Q) || ((need & NEED_Q_SMALL) && !a8))
+        slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
     if (interleaved(need, rows)) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
-    if (act8(need, rows)) slm_act_quantize8_rows(f->kt, buf, k, r0, r1);
+    if (a8) slm_act_quantize8_rows(f->kt, fl, buf, k, r0, r1);
 }
 
 /* The input of a linear step: rows src[rows, k], normalised by norm_w when given, as float rows

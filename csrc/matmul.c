@@ -35,19 +35,22 @@ static void quantize_act_generic(const float *x, int16_t *q, float *d, float *s,
     }
 }
 
-static void quantize_act8_generic(const int16_t *q, const float *d, int8_t *q8, float *d8,
-                                  float *s8, int32_t *q8sum, int64_t nb) {
+static void quantize_act8_generic(const float *x, int8_t *q8, float *d8, float *s8,
+                                  int32_t *q8sum, int64_t k) {
     static const int order[8] = ACT8_ORDER;
     /* |q| <= 32767 maps onto |q8| <= 127 */
     const float to8 = 127.0f / (float)QK_ACT_MAX, scale8 = (float)QK_ACT_MAX / 127.0f;
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
+        int16_t q[QK];                                /* [32] the int16 block */
+        float d, s;
+        quantize_act_generic(x + b * QK, q, &d, &s, k - b * QK < QK ? k - b * QK : QK);
         int sum = 0;
         for (int u = 0; u < QK; u++) {
-            int v = (int)nearbyintf((float)q[b * QK + u / 8 * 8 + order[u % 8]] * to8);
+            int v = (int)nearbyintf((float)q[u / 8 * 8 + order[u % 8]] * to8);
             q8[b * QK + u] = (int8_t)v;
             sum += v;
         }
-        d8[b] = d[b] * scale8;
+        d8[b] = d * scale8;
         s8[b] = d8[b] * (float)sum;
         q8sum[b] = sum;
     }
@@ -301,10 +304,12 @@ void slm_act_quantize_rows(const slm_kernels *kt, const float *src, slm_act_buf 
         kt->quantize_act(src + r * k, buf->q + r * nb * QK, buf->d + r * nb, buf->s + r * nb, k);
 }
 
-void slm_act_quantize8_rows(const slm_kernels *kt, slm_act_buf *buf, int64_t k, int64_t r0, int64_t r1) {
+void slm_act_quantize8_rows(const slm_kernels *kt, const float *src, slm_act_buf *buf, int64_t k,
+                            int64_t r0, int64_t r1) {
     int64_t nb = (k + QK - 1) / QK;
-    kt->quantize_act8(buf->q + r0 * nb * QK, buf->d + r0 * nb, buf->q8 + r0 * nb * QK,
-                      buf->d8 + r0 * nb, buf->s8 + r0 * nb, buf->q8sum + r0 * nb, (r1 - r0) * nb);
+    for (int64_t r = r0; r < r1; r++)
+        kt->quantize_act8(src + r * k, buf->q8 + r * nb * QK, buf->d8 + r * nb, buf->s8 + r * nb,
+                          buf->q8sum + r * nb, k);
 }
 
 void slm_act_interleave(slm_act_buf *buf, int64_t k, int64_t m, int64_t g0, int64_t g1) {
@@ -353,12 +358,16 @@ typedef struct {
     int64_t m_unit;       /* activation rows per task: M_UNIT, or m when rows are not split */
 } matmul_ctx;
 
-/* Groups of 8 rows g0 .. g1-1: quantised, then interleaved (when the gemm reads that). */
+/* Groups of 8 rows g0 .. g1-1: quantised to int8 blocks (act8: the repacked kernels then read
+ * those only) or to int16 ones, then interleaved (when the gemm reads that). */
 static void quantize_rows_task(void *p, int64_t g0, int64_t g1) {
     matmul_ctx *c = p;
     int64_t r1 = g1 * 8 < c->m ? g1 * 8 : c->m;
+    if (c->act8) {
+        slm_act_quantize8_rows(c->kt, c->xf, c->buf, c->k, g0 * 8, r1);
+        return;
+    }
     slm_act_quantize_rows(c->kt, c->xf, c->buf, c->k, g0 * 8, r1);
-    if (c->act8) slm_act_quantize8_rows(c->kt, c->buf, c->k, g0 * 8, r1);
     if (c->interleave) slm_act_interleave(c->buf, c->k, c->m, g0, g1);
 }
 

@@ -46,14 +46,24 @@ AI void store_lanes(float *p, __m256 v, int n) {
     }
 }
 
-/* Blocks 0 .. nblk-1 (nblk <= 8) of v[8 * 32] into q[nblk * 32], d[nblk], s[nblk]. Eight blocks
- * at a time so that their maxima, scales and sums are reduced and divided as whole vectors (one
- * block at a time, the horizontal reductions and scalar divisions took half the time). Rounding
- * after the clamp to +-32767 gives the generic code's round-then-clamp: both bounds are
- * integers. */
-AI void quantize_act_blocks8(const float *v, int16_t *q, float *d, float *s, int nblk) {
+/* Where quantise_blocks8 puts 8 blocks: int16 blocks q, d, s, or (to8) int8 ones. */
+typedef struct {
+    int16_t *q; float *d, *s;
+    int8_t *q8; float *d8, *s8; int32_t *q8sum;
+} act_out;
+
+/* Blocks 0 .. nblk-1 (nblk <= 8) of v[8 * 32] into o (from block 0 of its pointers). Eight
+ * blocks at a time so that their maxima, scales and sums are reduced and divided as whole
+ * vectors (one block at a time, the horizontal reductions and scalar divisions took half the
+ * time). Rounding after the clamp to +-32767 gives the generic code's round-then-clamp: both
+ * bounds are integers. to8: the int16 values, still in registers, are rounded again to int8
+ * (|q * 127 / 32767| <= 127: no clamp) and stored in ACT8_ORDER: packs leaves each 128-bit lane
+ * with values 0-3, 8-11, 16-19, 24-27 (low lane) and 4-7, ... (high lane); interleaving the two
+ * lanes' bytes gives each 8 values as 0 4 1 5 2 6 3 7. */
+AI void quantize_blocks8(const float *v, int nblk, int to8, const act_out *o) {
     const __m256 signbit = _mm256_set1_ps(-0.0f);
     const __m256 hi = _mm256_set1_ps((float)QK_ACT_MAX), lo = _mm256_set1_ps(-(float)QK_ACT_MAX);
+    const __m256 rescale = _mm256_set1_ps(127.0f / (float)QK_ACT_MAX);
     __m256 am[8];                                 /* [8 blocks] lane-wise |max| */
     for (int j = 0; j < 8; j++) {
         const float *vj = v + j * QK;
@@ -65,27 +75,45 @@ AI void quantize_act_blocks8(const float *v, int16_t *q, float *d, float *s, int
     __m256 db = _mm256_div_ps(hmax8x8(am), hi);                    /* [8 blocks] scales */
     __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), db),
                               _mm256_cmp_ps(db, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    __m256i sums[8];                              /* [8 blocks] lane-wise sums of q */
+    __m256i sums[8];                              /* [8 blocks] lane-wise sums of q (or q8) */
     for (int j = 0; j < 8; j++) {
         const __m256 mul = _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(j));
         __m256i iq[4];                            /* [4] x 8 int32 values */
         for (int u = 0; u < 4; u++)
             iq[u] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(
                         _mm256_mul_ps(_mm256_loadu_ps(v + j * QK + 8 * u), mul), lo), hi));
+        if (to8)
+            for (int u = 0; u < 4; u++)
+                iq[u] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(iq[u]), rescale));
         sums[j] = _mm256_add_epi32(_mm256_add_epi32(iq[0], iq[1]), _mm256_add_epi32(iq[2], iq[3]));
-        if (j < nblk) {
+        if (j >= nblk) continue;
+        if (to8) {
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iq[0], iq[1]), _mm256_packs_epi32(iq[2], iq[3]));
+            __m128i plo = _mm256_castsi256_si128(p), phi = _mm256_extracti128_si256(p, 1);
+            _mm_storeu_si128((__m128i *)(o->q8 + j * QK), _mm_unpacklo_epi8(plo, phi));
+            _mm_storeu_si128((__m128i *)(o->q8 + j * QK + 16), _mm_unpackhi_epi8(plo, phi));
+        } else {
             /* packs works within 128-bit lanes: [0-3 4-7 | 8-11 12-15] after the permute */
             __m256i p01 = _mm256_permute4x64_epi64(_mm256_packs_epi32(iq[0], iq[1]), _MM_SHUFFLE(3, 1, 2, 0));
             __m256i p23 = _mm256_permute4x64_epi64(_mm256_packs_epi32(iq[2], iq[3]), _MM_SHUFFLE(3, 1, 2, 0));
-            _mm256_store_si256((__m256i *)(q + j * QK), p01);
-            _mm256_store_si256((__m256i *)(q + j * QK + 16), p23);
+            _mm256_store_si256((__m256i *)(o->q + j * QK), p01);
+            _mm256_store_si256((__m256i *)(o->q + j * QK + 16), p23);
         }
     }
-    store_lanes(d, db, nblk);
-    store_lanes(s, _mm256_mul_ps(db, _mm256_cvtepi32_ps(hsum8x8i(sums))), nblk);
+    __m256i tot = hsum8x8i(sums);                 /* [8 blocks] sums of q (or q8) */
+    if (to8) {
+        __m256 d8 = _mm256_mul_ps(db, _mm256_set1_ps((float)QK_ACT_MAX / 127.0f));
+        store_lanes(o->d8, d8, nblk);
+        store_lanes(o->s8, _mm256_mul_ps(d8, _mm256_cvtepi32_ps(tot)), nblk);
+        store_lanes((float *)o->q8sum, _mm256_castsi256_ps(tot), nblk);
+    } else {
+        store_lanes(o->d, db, nblk);
+        store_lanes(o->s, _mm256_mul_ps(db, _mm256_cvtepi32_ps(tot)), nblk);
+    }
 }
 
-static void quantize_act_avx2(const float *x, int16_t *q, float *d, float *s, int64_t k) {
+/* One row x[k], 8 blocks at a time (the last ones from a zero-padded copy). */
+AI void quantize_row(const float *x, int64_t k, int to8, act_out o) {
     const int64_t nb = (k + QK - 1) / QK;
     for (int64_t b = 0; b < nb; b += 8) {
         const float *v = x + b * QK;
@@ -96,43 +124,19 @@ static void quantize_act_avx2(const float *x, int16_t *q, float *d, float *s, in
             memset(pad + have, 0, (8 * QK - have) * sizeof(float));
             v = pad;
         }
-        quantize_act_blocks8(v, q + b * QK, d + b, s + b, nb - b < 8 ? (int)(nb - b) : 8);
+        quantize_blocks8(v, nb - b < 8 ? (int)(nb - b) : 8, to8, &o);
+        if (to8) { o.q8 += 8 * QK; o.d8 += 8; o.s8 += 8; o.q8sum += 8; }
+        else     { o.q += 8 * QK; o.d += 8; o.s += 8; }
     }
 }
 
-/* int16 blocks to int8 ones in ACT8_ORDER (bit-identical to quantize_act8_generic), 8 blocks
- * at a time for the sums and scales. packs leaves each 128-bit lane with values 0-3, 8-11,
- * 16-19, 24-27 (low lane) and 4-7, ... (high lane); interleaving the two lanes' bytes gives
- * each 8 values as 0 4 1 5 2 6 3 7. |q * 127 / 32767| <= 127: no clamp. */
-static void quantize_act8_avx2(const int16_t *q, const float *d, int8_t *q8, float *d8, float *s8,
-                               int32_t *q8sum, int64_t nb) {
-    const __m256 to8 = _mm256_set1_ps(127.0f / (float)QK_ACT_MAX);
-    const __m256 scale8 = _mm256_set1_ps((float)QK_ACT_MAX / 127.0f);
-    for (int64_t b0 = 0; b0 < nb; b0 += 8) {
-        int nblk = nb - b0 < 8 ? (int)(nb - b0) : 8;
-        __m256i sums[8];                          /* [8 blocks] lane-wise sums of q8 */
-        for (int j = 0; j < 8; j++) {
-            sums[j] = _mm256_setzero_si256();
-            if (j >= nblk) continue;
-            const int16_t *qb = q + (b0 + j) * QK;
-            __m256i iq[4];                        /* [4] x 8 int32 values */
-            for (int u = 0; u < 4; u++)
-                iq[u] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(
-                            _mm_loadu_si128((const __m128i *)(qb + 8 * u)))), to8));
-            sums[j] = _mm256_add_epi32(_mm256_add_epi32(iq[0], iq[1]), _mm256_add_epi32(iq[2], iq[3]));
-            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iq[0], iq[1]), _mm256_packs_epi32(iq[2], iq[3]));
-            __m128i lo = _mm256_castsi256_si128(p), hi = _mm256_extracti128_si256(p, 1);
-            _mm_storeu_si128((__m128i *)(q8 + (b0 + j) * QK), _mm_unpacklo_epi8(lo, hi));
-            _mm_storeu_si128((__m128i *)(q8 + (b0 + j) * QK + 16), _mm_unpackhi_epi8(lo, hi));
-        }
-        __m256i tot = hsum8x8i(sums);             /* [8 blocks] sums of q8 */
-        float db[8] = {0};                        /* [8] int16 scales, zero past nb */
-        memcpy(db, d + b0, (size_t)nblk * sizeof(float));
-        __m256 dv8 = _mm256_mul_ps(_mm256_loadu_ps(db), scale8);
-        store_lanes(d8 + b0, dv8, nblk);
-        store_lanes(s8 + b0, _mm256_mul_ps(dv8, _mm256_cvtepi32_ps(tot)), nblk);
-        store_lanes((float *)(q8sum + b0), _mm256_castsi256_ps(tot), nblk);
-    }
+static void quantize_act_avx2(const float *x, int16_t *q, float *d, float *s, int64_t k) {
+    quantize_row(x, k, 0, (act_out){ .q = q, .d = d, .s = s });
+}
+
+static void quantize_act8_avx2(const float *x, int8_t *q8, float *d8, float *s8, int32_t *q8sum,
+                               int64_t k) {
+    quantize_row(x, k, 1, (act_out){ .q8 = q8, .d8 = d8, .s8 = s8, .q8sum = q8sum });
 }
 
 /* ---- float weights (F32, F16, BF16) ------------------------------------------------------ */
