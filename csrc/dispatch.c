@@ -3,6 +3,7 @@
  * The best supported variant is chosen on first use; SLMKIT_KERNEL=generic|avx2|avx512vnni in the
  * environment overrides it (at first use), and slm_set_kernel switches it later (tests).
  */
+#include <ctype.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +31,22 @@ static int cpu_has_avx512vnni(void) {
 #endif
 }
 
-/* The variant called `name`, or NULL if unknown or not runnable on this CPU. */
+/* The variant called `name` (any case, surrounding spaces ignored), or NULL if unknown or not
+ * runnable on this CPU. */
 static const slm_kernels *find_variant(const char *name) {
     if (!name) return NULL;
-    if (strcmp(name, "generic") == 0) return &slm_kernels_generic;
+    char key[32];
+    while (*name == ' ') name++;
+    size_t n = 0;
+    for (; name[n] && name[n] != ' ' && n + 1 < sizeof key; n++)
+        key[n] = (char)tolower((unsigned char)name[n]);
+    key[n] = 0;
+    for (const char *rest = name + n; *rest; rest++)
+        if (*rest != ' ') return NULL;              /* more than one word, or too long */
+    if (strcmp(key, "generic") == 0) return &slm_kernels_generic;
 #ifdef SLMKIT_HAVE_AVX2_SOURCES
-    if (strcmp(name, "avx2") == 0 && cpu_has_avx2()) return &slm_kernels_avx2;
-    if (strcmp(name, "avx512vnni") == 0 && cpu_has_avx512vnni()) return &slm_kernels_avx512vnni;
+    if (strcmp(key, "avx2") == 0 && cpu_has_avx2()) return &slm_kernels_avx2;
+    if (strcmp(key, "avx512vnni") == 0 && cpu_has_avx512vnni()) return &slm_kernels_avx512vnni;
 #endif
     return NULL;
 }

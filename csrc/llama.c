@@ -203,7 +203,6 @@ int slm_llama_repacked(const slm_llama *md) { return md->n_owned; }
 
 int slm_llama_prefill_act_bits(const slm_llama *md) {
     if (md->cfg.prefill_act_bits != 8) return 16;
-    if (slm_x8_base(md->head.type)) return 8;
     for (int64_t l = 0; l < md->cfg.n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
         const slm_weight *lw[7] = { &ly->q, &ly->k, &ly->v, &ly->o, &ly->gate, &ly->up, &ly->down };
@@ -318,6 +317,14 @@ static int input_needs(const slm_llama *md, const slm_weight *a, const slm_weigh
         else need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
     }
     return need;
+}
+
+/* The output head keeps int16 blocks at every size: its rows are the positions whose logits are
+ * asked for (the last one in generation, all of them for logits() and eval), and the last
+ * position's logits must not depend on that. */
+static int head_needs(const slm_llama *md) {
+    int need = input_needs(md, &md->head, NULL, NULL);
+    return need & NEED_Q8 ? (need & ~(NEED_Q8 | NEED_Q_SMALL)) | NEED_Q : need;
 }
 
 static int interleaved(int need, int64_t rows) {
@@ -511,7 +518,7 @@ static void forward_team(void *p, int ith, int nth) {
     }
     int64_t rows = w.f->all_logits ? m : 1;
     slm_act in = step_input(&w, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
-                            input_needs(md, &md->head, NULL, NULL));
+                            head_needs(md));
     head_step(&w, &in, rows);
 }
 

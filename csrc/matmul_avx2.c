@@ -52,21 +52,22 @@ typedef struct {
     int8_t *q8; float *d8, *s8; int32_t *q8sum;
 } act_out;
 
-/* Blocks 0 .. nblk-1 (nblk <= 8) of v[8 * 32] into o (from block 0 of its pointers). Eight
- * blocks at a time so that their maxima, scales and sums are reduced and divided as whole
+/* Blocks src[0 .. nblk-1] (nblk <= 8, 32 values each) into o (from block 0 of its pointers).
+ * Eight blocks at a time so that their maxima, scales and sums are reduced and divided as whole
  * vectors (one block at a time, the horizontal reductions and scalar divisions took half the
  * time). Rounding after the clamp to +-32767 gives the generic code's round-then-clamp: both
  * bounds are integers. to8: the int16 values, still in registers, are rounded again to int8
  * (|q * 127 / 32767| <= 127: no clamp) and stored in ACT8_ORDER: packs leaves each 128-bit lane
  * with values 0-3, 8-11, 16-19, 24-27 (low lane) and 4-7, ... (high lane); interleaving the two
  * lanes' bytes gives each 8 values as 0 4 1 5 2 6 3 7. */
-AI void quantize_blocks8(const float *v, int nblk, int to8, const act_out *o) {
+AI void quantize_blocks8(const float *const src[8], int nblk, int to8, const act_out *o) {
     const __m256 signbit = _mm256_set1_ps(-0.0f);
     const __m256 hi = _mm256_set1_ps((float)QK_ACT_MAX), lo = _mm256_set1_ps(-(float)QK_ACT_MAX);
     const __m256 rescale = _mm256_set1_ps(127.0f / (float)QK_ACT_MAX);
     __m256 am[8];                                 /* [8 blocks] lane-wise |max| */
     for (int j = 0; j < 8; j++) {
-        const float *vj = v + j * QK;
+        const float *vj = src[j];
+        if (j >= nblk) { am[j] = _mm256_setzero_ps(); continue; }
         am[j] = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(vj)),
                                             _mm256_andnot_ps(signbit, _mm256_loadu_ps(vj + 8))),
                               _mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(vj + 16)),
@@ -77,16 +78,17 @@ AI void quantize_blocks8(const float *v, int nblk, int to8, const act_out *o) {
                               _mm256_cmp_ps(db, _mm256_setzero_ps(), _CMP_NEQ_UQ));
     __m256i sums[8];                              /* [8 blocks] lane-wise sums of q (or q8) */
     for (int j = 0; j < 8; j++) {
+        sums[j] = _mm256_setzero_si256();
+        if (j >= nblk) continue;
         const __m256 mul = _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(j));
         __m256i iq[4];                            /* [4] x 8 int32 values */
         for (int u = 0; u < 4; u++)
             iq[u] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(
-                        _mm256_mul_ps(_mm256_loadu_ps(v + j * QK + 8 * u), mul), lo), hi));
+                        _mm256_mul_ps(_mm256_loadu_ps(src[j] + 8 * u), mul), lo), hi));
         if (to8)
             for (int u = 0; u < 4; u++)
                 iq[u] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(iq[u]), rescale));
         sums[j] = _mm256_add_epi32(_mm256_add_epi32(iq[0], iq[1]), _mm256_add_epi32(iq[2], iq[3]));
-        if (j >= nblk) continue;
         if (to8) {
             __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iq[0], iq[1]), _mm256_packs_epi32(iq[2], iq[3]));
             __m128i plo = _mm256_castsi256_si128(p), phi = _mm256_extracti128_si256(p, 1);
@@ -112,19 +114,21 @@ AI void quantize_blocks8(const float *v, int nblk, int to8, const act_out *o) {
     }
 }
 
-/* One row x[k], 8 blocks at a time (the last ones from a zero-padded copy). */
+/* One row x[k], 8 blocks at a time (a partial last block from a zero-padded copy). */
 AI void quantize_row(const float *x, int64_t k, int to8, act_out o) {
     const int64_t nb = (k + QK - 1) / QK;
+    float pad[QK];                                /* [32] the last block, zero past k */
+    const int64_t tail = k % QK;
+    if (tail) {
+        memcpy(pad, x + (nb - 1) * QK, (size_t)tail * sizeof(float));
+        memset(pad + tail, 0, (size_t)(QK - tail) * sizeof(float));
+    }
     for (int64_t b = 0; b < nb; b += 8) {
-        const float *v = x + b * QK;
-        float pad[8 * QK];                        /* [8 blocks][32] the last ones, zero past k */
-        if ((b + 8) * QK > k) {
-            size_t have = (size_t)(k - b * QK);
-            memcpy(pad, v, have * sizeof(float));
-            memset(pad + have, 0, (8 * QK - have) * sizeof(float));
-            v = pad;
-        }
-        quantize_blocks8(v, nb - b < 8 ? (int)(nb - b) : 8, to8, &o);
+        int nblk = nb - b < 8 ? (int)(nb - b) : 8;
+        const float *src[8];                      /* [8] where each block's values are */
+        for (int j = 0; j < 8; j++)
+            src[j] = tail && b + j == nb - 1 ? pad : x + (b + j) * QK;
+        quantize_blocks8(src, nblk, to8, &o);
         if (to8) { o.q8 += 8 * QK; o.d8 += 8; o.s8 += 8; o.q8sum += 8; }
         else     { o.q += 8 * QK; o.d += 8; o.s += 8; }
     }

@@ -180,8 +180,9 @@ typedef struct {
     int keep_layout;        /* 1: run Q4_0/Q4_1/Q8_0 weights as stored; 0: repack them (below)
                                when the kernel variant in use runs repacked weights faster */
     int prefill_act_bits;   /* 16 (or 0): int16 activation blocks everywhere; 8: int8 ones for
-                               steps of 8 or more rows (prefill) on repacked weights (see
-                               slm_matmul_act: faster with VNNI, ~2% of SmolLM2's logits) */
+                               steps of 8 or more rows (prefill) on repacked weights of the
+                               layers (not the output head; see slm_matmul_act: faster with
+                               VNNI, ~2% of SmolLM2's logits) */
 } slm_llama_config;
 
 typedef struct slm_llama slm_llama;
@@ -197,7 +198,8 @@ int slm_llama_new(const slm_llama_config *cfg, const slm_weight *embed, const fl
 void slm_llama_free(slm_llama *model);
 
 /* What the model runs, for reports: the number of matrices repacked at load, and the activation
- * bits of prefill steps (8 only when the config asks for them and some matrix is repacked). */
+ * bits of prefill steps (8 only when the config asks for them and some layer matrix is
+ * repacked). */
 int slm_llama_repacked(const slm_llama *model);
 int slm_llama_prefill_act_bits(const slm_llama *model);
 

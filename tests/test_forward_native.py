@@ -78,8 +78,9 @@ def test_repacked_weights_equal_stored_layout(wtype, config, monkeypatch):
     them as stored. Same integer dots, float sums in another order (decode), carried through
     the layers: float32 rounding apart, as the compiled and op-by-op passes are."""
     fast = models(wtype, config)[0]
-    monkeypatch.setenv("SLMKIT_REPACK", "0")
+    monkeypatch.setenv("SLMKIT_REPACK", "Off")
     stored = models(wtype, config)[0]
+    assert fast.arch.compiled.repacked > 0 and stored.arch.compiled.repacked == 0
     rng = np.random.default_rng(2)
     ids, steps = rng.integers(3, 259, 11), rng.integers(3, 259, 3)
     a, b = run(fast, ids, steps), run(stored, ids, steps)
@@ -214,6 +215,10 @@ def test_int8_prefill_close_to_float64_and_same_on_every_kernel(wtype, config):
         got[variant] = model.logits(ids)
         # a prompt under 8 tokens, and so every decode step, keeps int16 activations
         np.testing.assert_array_equal(model.logits(ids[:5]), int16.logits(ids[:5]))
+        # the output head too: the last logits of a prompt do not depend on how many
+        # positions' logits were asked for (generation asks for the last one only)
+        last = model.arch.forward(ids, model.arch.new_cache(64))
+        np.testing.assert_array_equal(got[variant][-1], last)
         err8, err16 = rel(got[variant], ref), rel(int16.logits(ids), ref)
         if variant == "generic":
             assert err8 == err16
@@ -224,9 +229,21 @@ def test_int8_prefill_close_to_float64_and_same_on_every_kernel(wtype, config):
         assert rel(got[variant], got[simd[0]]) < 2e-4, variant
 
 
+def test_bad_repack_setting_is_refused(monkeypatch):
+    monkeypatch.setenv("SLMKIT_REPACK", "maybe")
+    with pytest.raises(ValueError, match="SLMKIT_REPACK must be 0 or 1"):
+        model_from_checkpoint(random_checkpoint(seed=3, wtype="q4_0"), "cpu")
+
+
+def test_none_means_the_default_options():
+    model = model_from_checkpoint(random_checkpoint(seed=3, wtype="q4_0"), "cpu",
+                                  kv_cache=None, prefill_act=None)
+    assert model.arch.kv_cache == "f32" and model.arch.prefill_act_in_effect == "int16"
+
+
 def test_int8_prefill_needs_the_compiled_pass():
     ckpt = random_checkpoint(seed=3, wtype="q4_0")
-    with pytest.raises(ValueError, match="prefill_act='int8': the numpy backend has int16"):
+    with pytest.raises(ValueError, match="prefill_act='int8' is not available on the numpy backend"):
         model_from_checkpoint(ckpt, "numpy", prefill_act="int8")
     with pytest.raises(ValueError, match="prefill_act='int4'"):
         model_from_checkpoint(ckpt, "cpu", prefill_act="int4")

@@ -38,8 +38,8 @@ def load_tokenizer(path):
 
 
 def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None = None,
-                          tokenizer=None, kv_cache: str = "f32",
-                          prefill_act: str = "int16") -> Model:
+                          tokenizer=None, kv_cache: str | None = "f32",
+                          prefill_act: str | None = "int16") -> Model:
     from .models import ARCHITECTURES
     arch_cls = ARCHITECTURES.get(ckpt.config.architecture)
     if arch_cls is None:
@@ -61,7 +61,7 @@ def model_from_checkpoint(ckpt: Checkpoint, backend="cpu", threads: int | None =
 
 
 def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
-         kv_cache: str = "f32", prefill_act: str = "int16") -> Model:
+         kv_cache: str | None = "f32", prefill_act: str | None = "int16") -> Model:
     """Load a model for generation and scoring.
 
     path      a Hugging Face folder, an slmkit quantised folder, a .gguf or a llama2.c .bin, or
@@ -69,12 +69,13 @@ def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
     backend   "cpu" (C kernels) or "numpy" (float64 reference), or a plugin's backend
     threads   worker threads for the cpu backend (default: SLMKIT_THREADS or physical cores)
     tokenizer a Tokenizer or a path to one (default: the one beside or inside the model)
-    kv_cache  "f32", or "int8" (cpu backend: keys and values as int8 rows with a scale each,
-              a quarter of the memory and of the attention reads on long contexts)
-    prefill_act "int16", or "int8" (cpu backend, x86: prompts of 8 tokens or more meet
-              Q4_0/Q4_1/Q8_0 weights as int8 activation blocks, llama.cpp's precision: prefill
-              ~1.5x faster on CPUs with AVX-512 VNNI; SmolLM2's last logits 2% off float64
-              instead of 0.04%; generation and float weights are unchanged)
+    kv_cache  "f32" (None: the same), or "int8" (cpu backend: keys and values as int8 rows with
+              a scale each, a quarter of the memory and of the attention reads on long contexts)
+    prefill_act "int16" (None: the same), or "int8" (cpu backend, x86: prompts of 8 tokens or
+              more meet the layers' Q4_0/Q4_1/Q8_0 weights as int8 activation blocks, llama.cpp's
+              precision: prefill ~1.5x faster on CPUs with AVX-512 VNNI, but SmolLM2's last
+              logits move 2-4% off float64 instead of 0.04%, enough to change some greedy
+              replies; generation steps, the output head and float weights are unchanged)
     """
     return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer, kv_cache,
                                  prefill_act)

@@ -36,6 +36,18 @@ def default_threads() -> int:
     return _native.physical_cores()
 
 
+def repack_from_env() -> bool:
+    """SLMKIT_REPACK: 0/no/false/off runs quantised weights in their stored layout; unset or
+    1/yes/true/on repacks them (the default)."""
+    env = os.environ.get("SLMKIT_REPACK", "").strip().lower()
+    if env in ("", "1", "yes", "true", "on"):
+        return True
+    if env in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"SLMKIT_REPACK must be 0 or 1 (or no/yes, false/true, off/on), "
+                     f"got {os.environ['SLMKIT_REPACK']!r}")
+
+
 def check_threads(threads) -> int:
     """threads as a positive int; None means the default (SLMKIT_THREADS or physical cores)."""
     if threads is None:
@@ -132,8 +144,7 @@ class CompiledLlama:
                       rope_interleaved=int(cfg.rope_interleaved),
                       kv_type=_native.Q8_0 if model.kv_cache == "int8" else _native.F32,
                       prefill_act_bits=8 if model.prefill_act == "int8" else 16,
-                      # SLMKIT_REPACK=0 runs the quantised weights in their stored layout
-                      keep_layout=int(os.environ.get("SLMKIT_REPACK", "1") == "0"))
+                      keep_layout=int(not repack_from_env()))
         self.native = _native.LlamaForward(config, weight(model.embed_tokens), model.norm,
                                            weight(model.lm_head), layers)
         self.pool = backend.pool

@@ -37,12 +37,15 @@ class LlamaModel:
                  prefill_act: str = "int16"):
         self.config = cfg = ckpt.config
         self.backend = backend
+        kv_cache = "f32" if kv_cache is None else kv_cache                 # None: the default
+        prefill_act = "int16" if prefill_act is None else prefill_act
         if kv_cache not in backend.kv_caches:
             raise ValueError(f"kv_cache={kv_cache!r}: the {backend.name} backend has "
                              f"{', '.join(backend.kv_caches)}")
         if prefill_act not in backend.prefill_acts:
-            raise ValueError(f"prefill_act={prefill_act!r}: the {backend.name} backend has "
-                             f"{', '.join(backend.prefill_acts)}")
+            raise ValueError(f"prefill_act={prefill_act!r} is not available on the {backend.name} "
+                             f"backend (it offers {', '.join(backend.prefill_acts)}; int8 prefill "
+                             f"is an option of the cpu backend's C forward pass)")
         self.kv_cache = kv_cache
         self.prefill_act = prefill_act
         check_shapes(ckpt)
