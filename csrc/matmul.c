@@ -85,17 +85,26 @@ static float block_q8_0_generic(const block_q8_0 *w, const slm_act *x, int64_t i
     return slm_fp16_to_fp32(w->d) * x->d[i * x->nb + b] * (float)isum;
 }
 
+/* Nibble dot of a Q4 block with int16 values q[32] (elements j and j + 16 share byte j): one
+ * loop without branches, which compilers vectorise for the CPU at hand (NEON too); written
+ * as NIBBLE(qs, j) * q[j] it ran ~8x slower than Q8_0. */
+static int isum_q4(const uint8_t *qs, const int16_t *q) {
+    int isum = 0;
+    for (int j = 0; j < QK / 2; j++) isum += (qs[j] & 15) * q[j] + (qs[j] >> 4) * q[j + QK / 2];
+    return isum;
+}
+
 static float block_q4_0_generic(const block_q4_0 *w, const slm_act *x, int64_t i, int64_t b) {
     const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
-    int isum = 0;
-    for (int j = 0; j < QK; j++) isum += (NIBBLE(w->qs, j) - 8) * q[j];
+    int sum = 0;
+    for (int j = 0; j < QK; j++) sum += q[j];
+    int isum = isum_q4(w->qs, q) - 8 * sum;             /* sum_j (n_j - 8) * q_j */
     return slm_fp16_to_fp32(w->d) * x->d[i * x->nb + b] * (float)isum;
 }
 
 static float block_q4_1_generic(const block_q4_1 *w, const slm_act *x, int64_t i, int64_t b) {
     const int16_t *q = x->q + (i * x->nb + b) * QK;     /* [32] */
-    int isum = 0;
-    for (int j = 0; j < QK; j++) isum += NIBBLE(w->qs, j) * q[j];
+    int isum = isum_q4(w->qs, q);
     /* sum_j (d*q_j + m) * x_j = d*dx*isum + m*s */
     return slm_fp16_to_fp32(w->d) * x->d[i * x->nb + b] * (float)isum +
            slm_fp16_to_fp32(w->m) * x->s[i * x->nb + b];
