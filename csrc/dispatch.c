@@ -31,18 +31,18 @@ static int cpu_has_avx512vnni(void) {
 #endif
 }
 
-/* The variant called `name` (any case, surrounding spaces ignored), or NULL if unknown or not
- * runnable on this CPU. */
+/* The variant called `name` (any case, surrounding white space ignored), or NULL if unknown or
+ * not runnable on this CPU. */
 static const slm_kernels *find_variant(const char *name) {
     if (!name) return NULL;
     char key[32];
-    while (*name == ' ') name++;
+    while (isspace((unsigned char)*name)) name++;
     size_t n = 0;
-    for (; name[n] && name[n] != ' ' && n + 1 < sizeof key; n++)
+    for (; name[n] && !isspace((unsigned char)name[n]) && n + 1 < sizeof key; n++)
         key[n] = (char)tolower((unsigned char)name[n]);
     key[n] = 0;
     for (const char *rest = name + n; *rest; rest++)
-        if (*rest != ' ') return NULL;              /* more than one word, or too long */
+        if (!isspace((unsigned char)*rest)) return NULL;   /* more than one word, or too long */
     if (strcmp(key, "generic") == 0) return &slm_kernels_generic;
 #ifdef SLMKIT_HAVE_AVX2_SOURCES
     if (strcmp(key, "avx2") == 0 && cpu_has_avx2()) return &slm_kernels_avx2;

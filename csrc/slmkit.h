@@ -99,7 +99,7 @@ int slm_matmul(slm_pool *pool, int wtype, const void *w, const float *x, float *
 /* slm_matmul with the activation precision chosen: act_bits 16 (as slm_matmul), or 8 for
  * repacked weights (SLM_Q4_0_X8, SLM_Q4_1_X8, SLM_Q8_0_X8): int8 blocks (d = amax / 127, ggml's and
  * llama.cpp's precision) and u8 x s8 dot products, twice as many per instruction as int16 where
- * the CPU has VNNI, at the cost of ~2% in SmolLM2's logits. SLM_E_TYPE for other combinations. */
+ * the CPU has VNNI, at the cost of 1-5% in SmolLM2's logits. SLM_E_TYPE for other combinations. */
 int slm_matmul_act(slm_pool *pool, int wtype, const void *w, const float *x, float *y,
                    int64_t m, int64_t n, int64_t k, int act_bits);
 
@@ -182,7 +182,7 @@ typedef struct {
     int prefill_act_bits;   /* 16 (or 0): int16 activation blocks everywhere; 8: int8 ones for
                                steps of 8 or more rows (prefill) on repacked weights of the
                                layers (not the output head; see slm_matmul_act: faster with
-                               VNNI, ~2% of SmolLM2's logits) */
+                               VNNI, 1-5% of SmolLM2's logits) */
 } slm_llama_config;
 
 typedef struct slm_llama slm_llama;

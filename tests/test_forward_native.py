@@ -236,9 +236,10 @@ def test_bad_repack_setting_is_refused(monkeypatch):
 
 
 def test_none_means_the_default_options():
-    model = model_from_checkpoint(random_checkpoint(seed=3, wtype="q4_0"), "cpu",
+    model = model_from_checkpoint(random_checkpoint(seed=3, wtype="q4_0"), None,
                                   kv_cache=None, prefill_act=None)
     assert model.arch.kv_cache == "f32" and model.arch.prefill_act_in_effect == "int16"
+    assert model.backend.name == "cpu"
 
 
 def test_int8_prefill_needs_the_compiled_pass():

@@ -357,7 +357,7 @@ def test_kernel_selection(kernel):
     with pytest.raises(ValueError):
         nat.set_kernel("no-such-kernel")
     assert nat.kernel_name() == "generic"
-    nat.set_kernel(" Generic ")                       # SLMKIT_KERNEL=GENERIC works too
+    nat.set_kernel(" Generic\t\n")                   # SLMKIT_KERNEL=GENERIC works too
     assert nat.kernel_name() == "generic"
     for bad in ("generic x", "gen", "generic" + " " * 40 + "x"):
         with pytest.raises(ValueError):

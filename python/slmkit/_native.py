@@ -97,8 +97,8 @@ def kernel_variants() -> list[str]:
 
 
 def _check_kernel_env() -> None:
-    wanted = os.environ.get("SLMKIT_KERNEL")
-    if wanted and kernel_name() != wanted.strip().lower():
+    wanted = os.environ.get("SLMKIT_KERNEL", "")
+    if wanted.strip() and kernel_name() != wanted.strip().lower():
         warnings.warn(f"SLMKIT_KERNEL={wanted!r} is not a kernel variant this CPU runs "
                       f"({', '.join(kernel_variants())}); using {kernel_name()}", stacklevel=3)
 

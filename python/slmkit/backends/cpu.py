@@ -22,6 +22,9 @@ class Weight:
     bias: np.ndarray | None = None
 
 
+MAX_THREADS = 4096          # a pool of more threads than this is a typo, not a machine
+
+
 def default_threads() -> int:
     """SLMKIT_THREADS if set, else the number of physical cores."""
     env = os.environ.get("SLMKIT_THREADS", "").strip()
@@ -30,8 +33,8 @@ def default_threads() -> int:
             n = int(env)
         except ValueError:
             n = 0
-        if n < 1:
-            raise ValueError(f"SLMKIT_THREADS must be a positive integer, got {env!r}")
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"SLMKIT_THREADS must be an integer from 1 to {MAX_THREADS}, got {env!r}")
         return n
     return _native.physical_cores()
 
@@ -52,8 +55,10 @@ def check_threads(threads) -> int:
     """threads as a positive int; None means the default (SLMKIT_THREADS or physical cores)."""
     if threads is None:
         return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer (leave it unset for the default: "
+    if (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+            or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"threads must be an integer from 1 to {MAX_THREADS} (leave it unset for "
+                         f"the default: "
                          f"SLMKIT_THREADS, else the {_native.physical_cores()} physical cores); "
                          f"got {threads!r}")
     return int(threads)

@@ -43,9 +43,11 @@ class LlamaModel:
             raise ValueError(f"kv_cache={kv_cache!r}: the {backend.name} backend has "
                              f"{', '.join(backend.kv_caches)}")
         if prefill_act not in backend.prefill_acts:
+            offers = (", ".join(backend.prefill_acts) if len(backend.prefill_acts) > 1
+                      else "only its default precision")
             raise ValueError(f"prefill_act={prefill_act!r} is not available on the {backend.name} "
-                             f"backend (it offers {', '.join(backend.prefill_acts)}; int8 prefill "
-                             f"is an option of the cpu backend's C forward pass)")
+                             f"backend (it offers {offers}; int8 prefill is an option of the cpu "
+                             f"backend's C forward pass)")
         self.kv_cache = kv_cache
         self.prefill_act = prefill_act
         check_shapes(ckpt)
