@@ -23,9 +23,10 @@
  *
  * Prefill may carry int8 blocks instead (q8: the int16 ones rounded again, see quantize_act8):
  * x ~ d8 * q8, s8 = d8 * sum(q8), q8sum = sum(q8), the 32 values of a block in the order
- * ACT8_ORDER, which is the byte order of 4 values of a row in a 32-byte step of repacked weights (blocks.h), so that one
- * broadcast of 4 activation bytes meets 4 values of 8 weight rows in one int8 dot (vpdpbusd). The
- * repacked kernels read q8 when it is there (and then never q); every other kernel reads q. */
+ * ACT8_ORDER, which is the byte order of 4 values of a row in a 32-byte step of repacked weights
+ * (blocks.h), so that one broadcast of 4 activation bytes meets 4 values of 8 weight rows in one
+ * int8 dot (vpdpbusd). The repacked kernels read q8 when it is there (and then never q); every
+ * other kernel reads q. */
 typedef struct {
     const float *f;       /* [m, k] float rows, or NULL */
     const int16_t *q;     /* [m, nb, 32] quantised rows, or NULL */

@@ -303,28 +303,21 @@ static int64_t rows_per_unit(const walker *w, int64_t m, int64_t n, int64_t unit
 
 /* What a step's input must hold for weights a, b, c (b, c may be NULL): NEED_Q, int16 blocks
  * for quantised weights; NEED_INTERLEAVED, also row-interleaved when many rows meet a quantised
- * weight in its stored layout (repacked ones read the plain blocks). Repacked weights when the
- * config asks for int8 prefill: NEED_Q8, int8 blocks for prefill-sized steps (see act8), and
- * NEED_Q_SMALL, int16 ones for the others. */
-enum { NEED_Q = 1, NEED_INTERLEAVED = 2, NEED_Q8 = 4, NEED_Q_SMALL = 8 };
-static int input_needs(const slm_llama *md, const slm_weight *a, const slm_weight *b,
-                       const slm_weight *c) {
+ * weight in its stored layout (repacked ones read the plain blocks); NEED_Q8, for repacked
+ * weights when int8 is allowed (int8 prefill asked for, and not the output head), int8 blocks
+ * in place of int16 ones in prefill-sized steps (see act8). The head keeps int16 at every size:
+ * its rows are the positions whose logits are asked for (the last one in generation, all of
+ * them for logits() and eval), and the last position's logits must not depend on that. */
+enum { NEED_Q = 1, NEED_INTERLEAVED = 2, NEED_Q8 = 4 };
+static int input_needs(int int8_ok, const slm_weight *a, const slm_weight *b, const slm_weight *c) {
     const slm_weight *ws[3] = { a, b, c };
     int need = 0;
     for (int i = 0; i < 3; i++) {
         if (!ws[i] || !slm_is_quantized(ws[i]->type)) continue;
-        if (slm_x8_base(ws[i]->type) && md->cfg.prefill_act_bits == 8) need |= NEED_Q8 | NEED_Q_SMALL;
+        if (slm_x8_base(ws[i]->type) && int8_ok) need |= NEED_Q8;
         else need |= NEED_Q | (slm_x8_base(ws[i]->type) ? 0 : NEED_INTERLEAVED);
     }
     return need;
-}
-
-/* The output head keeps int16 blocks at every size: its rows are the positions whose logits are
- * asked for (the last one in generation, all of them for logits() and eval), and the last
- * position's logits must not depend on that. */
-static int head_needs(const slm_llama *md) {
-    int need = input_needs(md, &md->head, NULL, NULL);
-    return need & NEED_Q8 ? (need & ~(NEED_Q8 | NEED_Q_SMALL)) | NEED_Q : need;
 }
 
 static int interleaved(int need, int64_t rows) {
@@ -342,7 +335,7 @@ static void input_rows(const fwd_ctx *f, const float *src, slm_act_buf *buf, int
     const float *fl = norm_w ? buf->f : src;
     if (norm_w) slm_rmsnorm(src + r0 * k, norm_w, buf->f + r0 * k, r1 - r0, k, f->md->cfg.norm_eps);
     int a8 = act8(need, rows);
-    if ((need & NEED_Q) || ((need & NEED_Q_SMALL) && !a8))
+    if ((need & NEED_Q) || ((need & NEED_Q8) && !a8))     /* int8 blocks in prefill steps only */
         slm_act_quantize_rows(f->kt, fl, buf, k, r0, r1);
     if (interleaved(need, rows)) slm_act_interleave(buf, k, rows, r0 / 8, (r1 + 7) / 8);
     if (a8) slm_act_quantize8_rows(f->kt, fl, buf, k, r0, r1);
@@ -503,22 +496,23 @@ static void forward_team(void *p, int ith, int nth) {
     slm_llama *md = w.f->md;
     const slm_llama_config *c = &md->cfg;
     int64_t m = w.f->m, qd = c->n_heads * c->head_dim;
+    const int p8 = c->prefill_act_bits == 8;             /* int8 blocks allowed in the layers */
     for (int l = 0; l < c->n_layers; l++) {
         const slm_llama_layer *ly = &md->layers[l];
         slm_act in = step_input(&w, md->x, m, c->dim, ly->attn_norm,
-                                input_needs(md, &ly->q, &ly->k, &ly->v));
+                                input_needs(p8, &ly->q, &ly->k, &ly->v));
         qkv_step(&w, l, &in);
         attention_step(&w, l);
-        in = step_input(&w, md->q, m, qd, NULL, input_needs(md, &ly->o, NULL, NULL));
+        in = step_input(&w, md->q, m, qd, NULL, input_needs(p8, &ly->o, NULL, NULL));
         residual_step(&w, &ly->o, qd, &in, md->x, c->dim, O_UNIT);
-        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, input_needs(md, &ly->gate, &ly->up, NULL));
+        in = step_input(&w, md->x, m, c->dim, ly->ffn_norm, input_needs(p8, &ly->gate, &ly->up, NULL));
         gate_up_step(&w, l, &in);
-        in = step_input(&w, md->g, m, c->ffn_dim, NULL, input_needs(md, &ly->down, NULL, NULL));
+        in = step_input(&w, md->g, m, c->ffn_dim, NULL, input_needs(p8, &ly->down, NULL, NULL));
         residual_step(&w, &ly->down, c->ffn_dim, &in, md->x, c->dim, O_UNIT);
     }
     int64_t rows = w.f->all_logits ? m : 1;
     slm_act in = step_input(&w, md->x + (m - rows) * c->dim, rows, c->dim, md->norm,
-                            head_needs(md));
+                            input_needs(0, &md->head, NULL, NULL));
     head_step(&w, &in, rows);
 }
 

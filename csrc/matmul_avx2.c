@@ -12,6 +12,7 @@
  * multiplied with the int16 activations by vpmaddwd: two per block of 32, then one add, one
  * conversion and one FMA with the product of the two block scales.
  */
+#include <stddef.h>
 #include <string.h>
 #include "avx2_util.h"
 #include "kernels.h"
@@ -387,6 +388,16 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 _Static_assert((X8_MR == 4 || X8_MR == 6) && (X8_NG == 1 || X8_NG == 2),
                "gemm_x8 has cases for tiles of 4 or 6 rows of x and 1 or 2 groups");
 
+/* Bytes of one repacked block (8 rows' block b), and where its qs start (after d, and m). */
+AI size_t x8_block_bytes(int wt) {
+    return wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ? sizeof(block_q4_0x8)
+                                                                       : sizeof(block_q4_1x8);
+}
+AI size_t x8_qs_offset(int wt) {
+    return wt == SLM_Q8_0_X8 ? offsetof(block_q8_0x8, qs) : wt == SLM_Q4_0_X8 ?
+           offsetof(block_q4_0x8, qs) : offsetof(block_q4_1x8, qs);
+}
+
 /* y[MR rows, NG groups of 8 weight rows] (+)= acc; the last group has nr <= 8 rows. */
 AI void store_x8(int NG, int MR, __m256 acc[2][X8_MR], float *y, size_t ys, int nr, int accumulate) {
     for (int g = 0; g < NG; g++) {
@@ -436,9 +447,7 @@ AI void scale_x8(int wt, int MR, int NG, const uint8_t *blk0, const uint8_t *blk
 AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const slm_act *x,
               int64_t xr, float *y, size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
-    const size_t bs = wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ?
-                      sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
-    const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
+    const size_t bs = x8_block_bytes(wt), qoff = x8_qs_offset(wt);
     const __m256i low4 = _mm256_set1_epi16(15);
     __m256 acc[2][X8_MR];                           /* [NG][MR] lanes = the 8 weight rows */
     for (int g = 0; g < NG; g++)
@@ -551,9 +560,7 @@ AI __m256i act8_dot(int wt, __m256i p, __m256i w, __m256i wabs, __m256i x) {
 AI void xtile_act8(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t xr, float *y,
                    size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
-    const size_t bs = wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ?
-                      sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
-    const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
+    const size_t bs = x8_block_bytes(wt), qoff = x8_qs_offset(wt);
     __m256 acc[2][X8_MR];                           /* [1][MR] lanes = the 8 weight rows */
     for (int i = 0; i < MR; i++) acc[0][i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -583,9 +590,7 @@ AI void xtile_act8(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t 
 AI void xtile_act8_zmm(int wt, int MR, const uint8_t *wg, size_t gstride, const slm_act *x,
                        int64_t xr, float *y, size_t ys, int nr, int accumulate) {
     const int64_t nb = x->nb;
-    const size_t bs = wt == SLM_Q8_0_X8 ? sizeof(block_q8_0x8) : wt == SLM_Q4_0_X8 ?
-                      sizeof(block_q4_0x8) : sizeof(block_q4_1x8);
-    const size_t qoff = wt == SLM_Q4_1_X8 ? 32 : 16;              /* qs after d (and m) */
+    const size_t bs = x8_block_bytes(wt), qoff = x8_qs_offset(wt);
     const __m512i low4 = _mm512_set1_epi8(15), bias8 = _mm512_set1_epi8((char)0x80);
     __m512 acc[X8_MR];                              /* [MR] lanes = the 16 weight rows */
     for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();

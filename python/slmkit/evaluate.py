@@ -100,7 +100,7 @@ def evaluate_many(models, text: str | None = None, base=None, ctx: int = 512,
         ids = tokenizer.encode(text, add_bos=False)
     if max_tokens is not None:
         ids = ids[:max_tokens]
-    wins = windows(ids, ctx, (tokenizer.bos_prefix or [None])[0], tail=score_all)
+    wins = windows(ids, ctx, tokenizer.bos_id if tokenizer.bos_prefix else None, tail=score_all)
     first = 0 if score_all else ctx // 2                     # llama.cpp: second half only
     tallies = [Tally() for _ in models]
     for i, win in enumerate(wins):

@@ -25,17 +25,21 @@ def human_bytes(n: float) -> str:
     return str(n)
 
 
+def add_precision_args(p, kv_help: str, prefill_help: str):
+    """--kv-cache and --prefill-act, with the given help texts."""
+    p.add_argument("--kv-cache", choices=("f32", "int8"), default="f32", help=kv_help)
+    p.add_argument("--prefill-act", choices=("int16", "int8"), default="int16", help=prefill_help)
+
+
 def add_model_arg(p):
     p.add_argument("-m", "--model", default=None,
                    help="model folder, file or catalogue name (default: the catalogue's default "
                         "model, downloaded on first use)")
     p.add_argument("--backend", default="cpu")
     p.add_argument("-t", "--threads", type=int, default=None)
-    p.add_argument("--kv-cache", choices=("f32", "int8"), default="f32",
-                   help="KV-cache precision (int8: a quarter of the memory, cpu backend)")
-    p.add_argument("--prefill-act", choices=("int16", "int8"), default="int16",
-                   help="activation precision of prompt processing on quantised weights (int8: "
-                        "faster on CPUs with VNNI, less precise; cpu backend)")
+    add_precision_args(p, "KV-cache precision (int8: a quarter of the memory, cpu backend)",
+                       "activation precision of prompt processing on quantised weights (int8: "
+                       "faster on CPUs with VNNI, less precise; cpu backend)")
 
 
 def load_model(args):

@@ -2,6 +2,8 @@
 of next-token distributions, its 99th percentile and top-1 agreement."""
 import json
 
+from . import add_precision_args
+
 
 def add_parser(sub):
     e = sub.add_parser("eval", help="perplexity (and KL / top-1 against a base model) on a text")
@@ -14,11 +16,9 @@ def add_parser(sub):
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--backend", default="cpu")
     e.add_argument("-t", "--threads", type=int, default=None)
-    e.add_argument("--kv-cache", choices=("f32", "int8"), default="f32",
-                   help="KV-cache precision of MODEL (the base keeps f32)")
-    e.add_argument("--prefill-act", choices=("int16", "int8"), default="int16",
-                   help="prefill activation precision of MODEL (the base keeps int16): with "
-                        "--base MODEL, this measures what the option costs")
+    add_precision_args(e, "KV-cache precision of MODEL (the base keeps f32)",
+                       "prefill activation precision of MODEL (the base keeps int16): with "
+                       "--base MODEL, this measures what the option costs")
     e.set_defaults(func=run)
 
 
