@@ -103,8 +103,8 @@ def test_bench_probe_read(benchmark, threads):
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_bench_probe_int8(benchmark, threads):
-    """Independent int8 dot steps on every thread (vpdpbusd with VNNI, else maddubs + madd +
-    add); the prefill bound."""
+    """Independent int8 dot steps on every thread (vpdpbusd with VNNI, else maddubs added in
+    int16); the prefill bound."""
     iters = 1000 if benchmark.disabled else 2_000_000
     assert benchmark(nat.probe_int8_gops, pool(threads), iters, 1) > 0
     benchmark.extra_info.update(kernel=nat.kernel_name(), threads=threads)

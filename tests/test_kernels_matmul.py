@@ -479,6 +479,33 @@ def test_act8_q8_0_extreme_weights(variant, kernel):
     np.testing.assert_allclose(y8, x.astype(np.float64) @ wd.T, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", [nat.Q4_0, nat.Q4_1], ids=lambda t: nat.TYPE_NAMES[t])
+def test_act8_q4_largest_sums(variant, wtype, kernel):
+    """Q4 nibbles all 15 (and all 0, and mixed) against whole blocks of activations at +127 or
+    -127: the largest sums a block can reach, exact in every variant (AVX2 adds a block's
+    maddubs pairs in int16 lanes before widening them: an overflow there shows as a wrong sign
+    or magnitude)."""
+    nat.set_kernel(variant)
+    n, k, m = 24, 128, 7
+    rng = np.random.default_rng(8)
+    raw, _ = weights(rng, wtype, n, k)
+    bs = nat.row_size(wtype, k) // (k // 32)
+    blk = raw.reshape(n, -1, bs)
+    qs = blk[:, :, bs - 16:]
+    qs[:8] = 0xFF                                  # first group: nibbles 15
+    qs[8:16] = 0x00                                # second: nibbles 0
+    qs[16:] = 0xF0                                 # third: 0 and 15 within each byte
+    blk[:, :, :2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
+    wd = nat.dequantize(raw, wtype, k).astype(np.float64)
+    packed, rtype = nat.repack(raw, wtype, n, k)
+    x = np.repeat(np.where(rng.random((m, k // 32)) < 0.5, -1.0, 1.0), 32, axis=1)
+    x[0], x[1] = 1.0, -1.0                         # whole rows of one sign: q8 = +-127
+    x = x.astype(np.float32)
+    y8 = nat.matmul(x, packed, rtype, n, k, act_bits=8)
+    np.testing.assert_allclose(y8, x.astype(np.float64) @ wd.T, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.skipif(len(VARIANTS) < 2, reason="no SIMD variant on this CPU")
 @pytest.mark.parametrize("k", [40, 600, 1536])
 def test_activation_blocks_bit_identical_in_every_variant(k, kernel):
