@@ -378,10 +378,13 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 #define PAIR_DOT(acc, w, x) _mm256_dpwssd_epi32(acc, w, x)
 #define X8_MR 6     /* activation rows per tile: 2 x 6 int and 2 x 6 float accumulators */
 #define X8_NG 2     /* groups of 8 weight rows per tile  (fit in AVX-512's 32 registers) */
+#define X8_MR_A8 6  /* the same for int8 activation blocks */
 #else
 #define PAIR_DOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
-#define X8_MR 4     /* 16 registers: 4 + 4 accumulators, one group (two groups did not pay) */
-#define X8_NG 1
+#define X8_MR 6     /* 16 registers: 6 int accumulators in registers, the 6 float ones touched
+                     * once a block (on the stack); 4 rows ran 2-7% slower on Zen 1 */
+#define X8_NG 1     /* one group (two groups did not pay) */
+#define X8_MR_A8 4  /* int8 tiles with 6 rows ran 4-11% slower (more live registers) */
 #endif
 
 /* Pins an integer accumulator to a register after each dot (an empty asm that "changes" it).
@@ -395,7 +398,7 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 #endif
 
 #define X8_PANEL 8  /* groups of 8 weight rows per panel (prefill) */
-_Static_assert((X8_MR == 4 || X8_MR == 6) && (X8_NG == 1 || X8_NG == 2),
+_Static_assert((X8_MR == 4 || X8_MR == 6) && X8_MR_A8 <= X8_MR && (X8_NG == 1 || X8_NG == 2),
                "gemm_x8 has cases for tiles of 4 or 6 rows of x and 1 or 2 groups");
 
 /* Bytes of one repacked block (8 rows' block b), and where its qs start (after d, and m). */
@@ -678,17 +681,19 @@ AI void xtile_act8_zmm(int wt, int MR, const uint8_t *wg, size_t gstride, const 
 }
 #endif
 
-/* Panels of X8_PANEL groups, strips of X8_MR rows of x, then tiles of X8_NG groups (one at the
- * end). w starts at a group; n rows (the last group may be partial). */
+/* Panels of X8_PANEL groups, strips of X8_MR rows of x (X8_MR_A8 with int8 blocks), then tiles
+ * of X8_NG groups (one at the end). w starts at a group; n rows (the last group may be
+ * partial). */
 AI void gemm_x8(int wt, const void *w, size_t ws, const slm_act *x, int64_t r0, float *y,
                 size_t ys, int64_t m, int64_t n, int accumulate) {
     const int64_t groups = (n + 7) / 8;
     const size_t gstride = 8 * ws;
     const int act8 = x->q8 != NULL;                 /* int8 activation blocks */
+    const int mr_max = act8 ? X8_MR_A8 : X8_MR;     /* rows of x per strip */
     for (int64_t g0 = 0; g0 < groups; g0 += X8_PANEL) {
         int64_t g1 = g0 + X8_PANEL < groups ? g0 + X8_PANEL : groups;
-        for (int64_t i0 = 0; i0 < m; i0 += X8_MR) {
-            int mr = m - i0 < X8_MR ? (int)(m - i0) : X8_MR;
+        for (int64_t i0 = 0; i0 < m; i0 += mr_max) {
+            int mr = m - i0 < mr_max ? (int)(m - i0) : mr_max;
             for (int64_t g = g0; g < g1;) {
                 /* decode (one row of x) stays on one group: two streams at once ran at half
                  * the speed */
