@@ -74,9 +74,10 @@ def load(path, backend: str = "cpu", threads: int | None = None, tokenizer=None,
               a scale each, a quarter of the memory and of the attention reads on long contexts)
     prefill_act "int16" (None: the same), or "int8" (cpu backend, x86: prompts of 8 tokens or
               more meet the layers' Q4_0/Q4_1/Q8_0 weights as int8 activation blocks, llama.cpp's
-              precision: prefill ~1.5x faster on CPUs with AVX-512 VNNI, but SmolLM2's last
-              logits move 1-5% off float64 instead of under 0.03%, enough to change some greedy
-              replies; generation steps, the output head and float weights are unchanged)
+              precision: prefill ~1.5x faster with AVX-512 VNNI, and with AVX2 for Q4 weights
+              (Q8_0 there ~1.1x), but SmolLM2's last logits move 1-5% off float64 instead of
+              under 0.03%, enough to change some greedy replies; generation steps, the output
+              head and float weights are unchanged)
     """
     return model_from_checkpoint(read_checkpoint(path), backend, threads, tokenizer, kv_cache,
                                  prefill_act)

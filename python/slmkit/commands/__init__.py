@@ -39,7 +39,7 @@ def add_model_arg(p):
     p.add_argument("-t", "--threads", type=int, default=None)
     add_precision_args(p, "KV-cache precision (int8: a quarter of the memory, cpu backend)",
                        "activation precision of prompt processing on quantised weights (int8: "
-                       "faster on CPUs with VNNI, less precise; cpu backend)")
+                       "faster with VNNI, or with AVX2 for Q4 weights; less precise; cpu backend)")
 
 
 def load_model(args):
