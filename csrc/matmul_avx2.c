@@ -382,15 +382,16 @@ AI void gemm_quant8(int wt, const void *w, size_t ws, const slm_act *x, int64_t 
 #else
 #define PAIR_DOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
 #define X8_MR 6     /* 16 registers: 6 int accumulators in registers, the 6 float ones touched
-                     * once a block (on the stack); 4 rows ran 2-7% slower on Zen 1 */
+                     * once a block (on the stack); 4 rows ran 1-8% slower on Zen 1 */
 #define X8_NG 1     /* one group (two groups did not pay) */
 #define X8_MR_A8 4  /* int8 tiles with 6 rows ran 4-11% slower (more live registers) */
 #endif
 
 /* Pins an integer accumulator to a register after each dot (an empty asm that "changes" it).
  * With 16 registers GCC otherwise reassociates a block's pair dots into trees, hoists the
- * broadcasts for them and spills three of the four accumulators to the stack on every step:
- * pinned, Q4 tiles run 12-16% faster on Zen 1 (Q8 unchanged). VNNI's 32 registers need none. */
+ * broadcasts for them and spills accumulators to the stack on every step (3 of 4 in a 4-row
+ * tile): pinned, Q4 tiles ran 12-16% faster on Zen 1 (Q8 the same). VNNI's 32 registers need
+ * none. */
 #ifdef SLM_VNNI
 #define KEEP_IN_REGISTER(v) ((void)0)
 #else
@@ -518,15 +519,18 @@ AI void xtile(int wt, int MR, int NG, const uint8_t *wg, size_t gstride, const s
  * or shifted and masked (8t + {2,6,3,7}), Q8 as a load. One broadcast of 4 activation bytes then
  * meets 8 rows in a u8 x s8 quad dot: 8 dots per block instead of 16 int16 pair dots.
  *
- * The dot: vpdpbusd with VNNI; on AVX2 maddubs + madd by ones + add (Q4 cannot saturate
- * maddubs' int16 pairs: 2 * 15 * 127 fits). Q8 weights are signed: with VNNI they enter
- * biased by +128 (xor 0x80), the bias taken off through the activation sum like Q4_0's 8; on
- * AVX2 a biased pair would saturate (2 * 255 * 127), so the sign moves onto x instead,
- * |w| x sign(x, w) (2 * 128 * 127 fits). */
+ * The dot: vpdpbusd with VNNI; on AVX2 maddubs (Q4 cannot saturate its int16 pairs: 2 * 15 *
+ * 127 fits), the block's pairs added in int16 and widened once (SUMS16), or for Q8 widened by
+ * a madd by ones at each step. Q8 weights are signed: with VNNI they enter biased by +128 (xor
+ * 0x80), the bias taken off through the activation sum like Q4_0's 8; on AVX2 a biased pair
+ * would saturate (2 * 255 * 127), so the sign moves onto x instead, |w| x sign(x, w) (2 * 128 *
+ * 127 fits). */
 #ifdef SLM_VNNI
 #define Q8_BIAS 128
+#define SUMS16 0
 #else
 #define Q8_BIAS 0
+#define SUMS16 1
 #endif
 
 /* What the integer dots of a block of x row i start from: -bias * sum(q8) for weights stored
@@ -582,41 +586,32 @@ AI void xtile_act8(int wt, int MR, const uint8_t *wg, const slm_act *x, int64_t 
         const uint8_t *blk = wg + b * bs;
         __m256i p[2][X8_MR];                        /* [1][MR] int32 dots of block b */
         for (int i = 0; i < MR; i++) p[0][i] = _mm256_set1_epi32(act8_start(wt, x, xr + i, b));
-#ifndef SLM_VNNI
-        if (wt != SLM_Q8_0_X8) {
-            /* AVX2 with Q4: the block's 8 maddubs of a row add up in int16 lanes (each a sum of
-             * 16 products |15 x 128|: at most 30720, no overflow), and one madd by ones widens
-             * them: 9 multiplies per row and block instead of 16 (Q8's 2 x 128 x 127 pairs
-             * leave no room to add). */
-            const __m256i ones = _mm256_set1_epi16(1);
-            __m256i s16[X8_MR];                     /* [MR] int16 sums of product pairs */
-            for (int i = 0; i < MR; i++) s16[i] = _mm256_setzero_si256();
-            for (int t = 0; t < 4; t++) {
-                __m256i w[2], wabs[2];              /* [2] weights of dwords 2t, 2t+1 */
-                act8_weights(wt, blk + qoff, t, w, wabs);
-                for (int i = 0; i < MR; i++) {
-                    const int32_t *xq = (const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK);
-                    for (int h = 0; h < 2; h++) {
-                        s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(
-                                     w[h], _mm256_set1_epi32(xq[2 * t + h])));
-                        KEEP_IN_REGISTER(s16[i]);
-                    }
-                }
-            }
-            for (int i = 0; i < MR; i++) p[0][i] = _mm256_add_epi32(p[0][i], _mm256_madd_epi16(s16[i], ones));
-        } else
-#endif
+        /* AVX2 with Q4: a row's 8 maddubs of the block add up in int16 lanes (each a sum of 16
+         * products |15 x 128|: at most 30720, no overflow), and one madd by ones widens them: 9
+         * multiplies per row and block instead of 16 (Q8's 2 x 128 x 127 pairs leave no room). */
+        const int sum16 = SUMS16 && wt != SLM_Q8_0_X8;
+        __m256i s16[X8_MR];                         /* [MR] int16 sums of product pairs */
+        for (int i = 0; i < MR; i++) s16[i] = _mm256_setzero_si256();
         for (int t = 0; t < 4; t++) {
             __m256i w[2], wabs[2];                  /* [2] weights of dwords 2t, 2t+1 */
             act8_weights(wt, blk + qoff, t, w, wabs);
             for (int i = 0; i < MR; i++) {
                 const int32_t *xq = (const int32_t *)(x->q8 + ((xr + i) * nb + b) * QK);
                 for (int h = 0; h < 2; h++) {
-                    p[0][i] = act8_dot(wt, p[0][i], w[h], wabs[h], _mm256_set1_epi32(xq[2 * t + h]));
-                    KEEP_IN_REGISTER(p[0][i]);
+                    __m256i xe = _mm256_set1_epi32(xq[2 * t + h]);
+                    if (sum16) {
+                        s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(w[h], xe));
+                        KEEP_IN_REGISTER(s16[i]);
+                    } else {
+                        p[0][i] = act8_dot(wt, p[0][i], w[h], wabs[h], xe);
+                        KEEP_IN_REGISTER(p[0][i]);
+                    }
                 }
             }
         }
+        if (sum16)
+            for (int i = 0; i < MR; i++)
+                p[0][i] = _mm256_add_epi32(p[0][i], _mm256_madd_epi16(s16[i], _mm256_set1_epi16(1)));
         scale_x8(wt, MR, 1, blk, blk, p, x->d8 + xr * nb + b,
                  wt == SLM_Q4_1_X8 ? x->s8 + xr * nb + b : NULL, nb, acc);
     }
