@@ -29,14 +29,15 @@ AI int hsum8i(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* Lane j = max, sum of the 8 lanes of v[j]: 8 horizontal reductions at the cost of ~2. */
-AI __m256 hmax8x8(const __m256 v[8]) {
-#define PAIRS(a, b) _mm256_max_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), \
-                                  _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)))
-    __m256 q0 = PAIRS(PAIRS(v[0], v[1]), PAIRS(v[2], v[3]));   /* [v0..v3 of lanes 0-3 | 4-7] */
-    __m256 q1 = PAIRS(PAIRS(v[4], v[5]), PAIRS(v[6], v[7]));
+/* Lane j = max (int32), sum of the 8 lanes of v[j]: 8 horizontal reductions at the cost of ~2. */
+AI __m256i hmax8x8i(const __m256i v[8]) {
+#define SHUF(a, b, m) _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m))
+#define PAIRS(a, b) _mm256_max_epi32(SHUF(a, b, _MM_SHUFFLE(2, 0, 2, 0)), SHUF(a, b, _MM_SHUFFLE(3, 1, 3, 1)))
+    __m256i q0 = PAIRS(PAIRS(v[0], v[1]), PAIRS(v[2], v[3]));  /* [v0..v3 of lanes 0-3 | 4-7] */
+    __m256i q1 = PAIRS(PAIRS(v[4], v[5]), PAIRS(v[6], v[7]));
 #undef PAIRS
-    return _mm256_max_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+#undef SHUF
+    return _mm256_max_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
 AI __m256i hsum8x8i(const __m256i v[8]) {

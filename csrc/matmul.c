@@ -6,6 +6,7 @@
  * keep every thread busy) and runs them on the pool. The *_generic kernels below are the
  * reference every SIMD variant is tested against: simple loops, no cleverness.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +16,32 @@
 
 /* d = amax / 32767 and q = round-half-even(x / d). x * (1/d) is one rounding in every variant
  * (no fused step a compiler could form differently) and nearbyintf rounds like the SIMD round
- * instructions, so all variants produce the same bits. */
+ * instructions, so all variants produce the same bits. amax is the largest |x| bit pattern, an
+ * integer max in which NaN > inf > every number, so that a block holding NaN or inf gets d = NaN
+ * (and q = 0): every output it meets is NaN, as in float arithmetic, and the forward pass's
+ * non-finite check sees it (fmaxf would skip a NaN and give finite, wrong outputs). A block whose
+ * d is below FLT_MIN (amax < ~3.9e-34) has no finite 1/d and is quantised as zeros. */
 static void quantize_act_generic(const float *x, int16_t *q, float *d, float *s, int64_t k) {
     for (int64_t b = 0; b < (k + QK - 1) / QK; b++) {
         float v[QK];                                  /* [32] block, zero-padded past k */
         for (int j = 0; j < QK; j++) v[j] = b * QK + j < k ? x[b * QK + j] : 0.0f;
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(v[j]));
-        float db = amax / (float)QK_ACT_MAX, id = db != 0.0f ? 1.0f / db : 0.0f;
+        uint32_t abits = 0;
+        for (int j = 0; j < QK; j++) {
+            uint32_t u;
+            memcpy(&u, &v[j], sizeof u);
+            u &= 0x7fffffffu;
+            abits = u > abits ? u : abits;
+        }
+        float amax;
+        memcpy(&amax, &abits, sizeof amax);
+        float db = amax / (float)QK_ACT_MAX;
+        const int ok = amax <= FLT_MAX && db >= FLT_MIN;  /* finite, and 1/db finite */
+        if (!(amax <= FLT_MAX)) db = NAN;
+        else if (!ok) db = 0.0f;
+        float id = ok ? 1.0f / db : 0.0f;
         int sum = 0;
         for (int j = 0; j < QK; j++) {
-            float t = nearbyintf(v[j] * id);
+            float t = ok ? nearbyintf(v[j] * id) : 0.0f;
             int qi = t > QK_ACT_MAX ? QK_ACT_MAX : t < -QK_ACT_MAX ? -QK_ACT_MAX : (int)t;
             q[b * QK + j] = (int16_t)qi;
             sum += qi;

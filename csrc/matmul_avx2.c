@@ -12,6 +12,8 @@
  * multiplied with the int16 activations by vpmaddwd: two per block of 32, then one add, one
  * conversion and one FMA with the product of the two block scales.
  */
+#include <float.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "avx2_util.h"
@@ -62,30 +64,34 @@ typedef struct {
  * with values 0-3, 8-11, 16-19, 24-27 (low lane) and 4-7, ... (high lane); interleaving the two
  * lanes' bytes gives each 8 values as 0 4 1 5 2 6 3 7. */
 AI void quantize_blocks8(const float *const src[8], int nblk, int to8, const act_out *o) {
-    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    const __m256i absbits = _mm256_set1_epi32(0x7fffffff);
     const __m256 hi = _mm256_set1_ps((float)QK_ACT_MAX), lo = _mm256_set1_ps(-(float)QK_ACT_MAX);
     const __m256 rescale = _mm256_set1_ps(127.0f / (float)QK_ACT_MAX);
-    __m256 am[8];                                 /* [8 blocks] lane-wise |max| */
+    __m256i am[8];                                /* [8 blocks] lane-wise max |x| bit pattern */
     for (int j = 0; j < 8; j++) {
         const float *vj = src[j];
-        if (j >= nblk) { am[j] = _mm256_setzero_ps(); continue; }
-        am[j] = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(vj)),
-                                            _mm256_andnot_ps(signbit, _mm256_loadu_ps(vj + 8))),
-                              _mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(vj + 16)),
-                                            _mm256_andnot_ps(signbit, _mm256_loadu_ps(vj + 24))));
+        if (j >= nblk) { am[j] = _mm256_setzero_si256(); continue; }
+#define ABITS(u) _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(vj + 8 * (u))), absbits)
+        am[j] = _mm256_max_epi32(_mm256_max_epi32(ABITS(0), ABITS(1)), _mm256_max_epi32(ABITS(2), ABITS(3)));
+#undef ABITS
     }
-    __m256 db = _mm256_div_ps(hmax8x8(am), hi);                    /* [8 blocks] scales */
-    __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), db),
-                              _mm256_cmp_ps(db, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    /* as quantize_act_generic: NaN or inf in a block gives d = NaN and q = 0; d < FLT_MIN, zeros */
+    const __m256 amax = _mm256_castsi256_ps(hmax8x8i(am));        /* [8 blocks] */
+    const __m256 finite = _mm256_cmp_ps(amax, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ);
+    __m256 db = _mm256_div_ps(amax, hi);                           /* [8 blocks] scales */
+    const __m256 ok = _mm256_and_ps(finite, _mm256_cmp_ps(db, _mm256_set1_ps(FLT_MIN), _CMP_GE_OQ));
+    db = _mm256_blendv_ps(_mm256_set1_ps(NAN), _mm256_and_ps(db, ok), finite);
+    __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), db), ok);
     __m256i sums[8];                              /* [8 blocks] lane-wise sums of q (or q8) */
     for (int j = 0; j < 8; j++) {
         sums[j] = _mm256_setzero_si256();
         if (j >= nblk) continue;
-        const __m256 mul = _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(j));
+        const __m256i lane = _mm256_set1_epi32(j);
+        const __m256 mul = _mm256_permutevar8x32_ps(id, lane), keep = _mm256_permutevar8x32_ps(ok, lane);
         __m256i iq[4];                            /* [4] x 8 int32 values */
-        for (int u = 0; u < 4; u++)
-            iq[u] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(
-                        _mm256_mul_ps(_mm256_loadu_ps(src[j] + 8 * u), mul), lo), hi));
+        for (int u = 0; u < 4; u++)               /* keep: x * 0 is NaN for an inf x */
+            iq[u] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_and_ps(
+                        _mm256_mul_ps(_mm256_loadu_ps(src[j] + 8 * u), mul), keep), lo), hi));
         if (to8)
             for (int u = 0; u < 4; u++)
                 iq[u] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(iq[u]), rescale));

@@ -319,6 +319,16 @@ def test_repacked_matmul_checks_the_size():
         nat.matmul(np.ones((1, 64), np.float32), packed[:13], rtype, 13, 64)
 
 
+def test_act_bits_errors_name_the_problem():
+    raw = nat.quantize(np.ones((8, 64), np.float32), nat.Q4_0)
+    packed, rtype = nat.repack(raw, nat.Q4_0, 8, 64)
+    x = np.ones((2, 64), np.float32)
+    with pytest.raises(ValueError, match="need repacked weights"):
+        nat.matmul(x, raw, nat.Q4_0, 8, 64, act_bits=8)
+    with pytest.raises(ValueError, match="must be 16 or 8"):
+        nat.matmul(x, packed, rtype, 8, 64, act_bits=4)
+
+
 @pytest.mark.parametrize("wtype", ALL_TYPES, ids=lambda t: nat.TYPE_NAMES[t])
 @pytest.mark.parametrize("n,m,k", [(577, 1, 576), (64, 64, 172), (7, 130, 64), (1536, 3, 576)])
 def test_threads_identical(wtype, n, m, k):
@@ -504,6 +514,33 @@ def test_act8_q4_largest_sums(variant, wtype, kernel):
     x = x.astype(np.float32)
     y8 = nat.matmul(x, packed, rtype, n, k, act_bits=8)
     np.testing.assert_allclose(y8, x.astype(np.float64) @ wd.T, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", QTYPES, ids=lambda t: nat.TYPE_NAMES[t])
+def test_nonfinite_activations_give_nan_rows(variant, wtype, kernel):
+    """A NaN or inf in a row of x makes that row's outputs NaN (as float arithmetic would; the
+    forward pass's non-finite check relies on it), for weights as stored and repacked, int16 and
+    int8 activation blocks; a row too small to quantise (|x| < ~3.9e-34) gives zeros; other rows
+    are untouched."""
+    nat.set_kernel(variant)
+    n, k, m = 16, 96, 10
+    rng = np.random.default_rng(11)
+    raw, _ = weights(rng, wtype, n, k)
+    packed, rtype = nat.repack(raw, wtype, n, k)
+    x = rand(rng, m, k)
+    clean = x.copy()
+    x[1, 40], x[4, 95], x[6, 0] = np.nan, np.inf, -np.inf
+    x[8] = 0.0
+    x[8, 7] = 1e-35                                # a block scale below FLT_MIN
+    bad = [1, 4, 6]
+    for w, t, bits in ((raw, wtype, 16), (packed, rtype, 16), (packed, rtype, 8)):
+        y = nat.matmul(x, w, t, n, k, act_bits=bits)
+        assert np.isnan(y[bad]).all(), (nat.TYPE_NAMES[t], bits)
+        assert (y[8] == 0).all(), (nat.TYPE_NAMES[t], bits)
+        good = [i for i in range(m) if i not in bad + [8]]
+        ref = nat.matmul(clean, w, t, n, k, act_bits=bits)
+        np.testing.assert_array_equal(y[good], ref[good])
 
 
 @pytest.mark.skipif(len(VARIANTS) < 2, reason="no SIMD variant on this CPU")

@@ -191,6 +191,11 @@ def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | Non
     """y[m, n] = x[m, k] @ W^T for W[n, k] stored as wtype (raw bytes or float array).
     act_bits=8: int8 activation blocks, for repacked weights (see slm_matmul_act)."""
     t = type_id(wtype)
+    if act_bits not in (16, 8):
+        raise ValueError(f"matmul: act_bits must be 16 or 8, not {act_bits!r}")
+    if act_bits == 8 and t not in (Q4_0_X8, Q4_1_X8, Q8_0_X8):
+        raise ValueError(f"matmul: int8 activation blocks (act_bits=8) need repacked weights "
+                         f"(q4_0_x8, q4_1_x8, q8_0_x8: see repack()), not {TYPE_NAMES.get(t, t)}")
     x = _f32(x, "x")
     if x.shape[-1] != k:
         raise ValueError(f"matmul: x has {x.shape[-1]} columns, weight expects k={k}")
