@@ -34,11 +34,11 @@ static void quantize_act_generic(const float *x, int16_t *q, float *d, float *s,
         }
         float amax;
         memcpy(&amax, &abits, sizeof amax);
+        const int finite = amax <= FLT_MAX;              /* false for NaN and inf */
         float db = amax / (float)QK_ACT_MAX;
-        const int ok = amax <= FLT_MAX && db >= FLT_MIN;  /* finite, and 1/db finite */
-        if (!(amax <= FLT_MAX)) db = NAN;
-        else if (!ok) db = 0.0f;
-        float id = ok ? 1.0f / db : 0.0f;
+        const int ok = finite && db >= FLT_MIN;           /* and 1/db finite */
+        db = !finite ? NAN : ok ? db : 0.0f;
+        const float id = ok ? 1.0f / db : 0.0f;
         int sum = 0;
         for (int j = 0; j < QK; j++) {
             float t = ok ? nearbyintf(v[j] * id) : 0.0f;

@@ -21,6 +21,7 @@ QUANTIZED = (Q4_0, Q4_1, Q8_0)
 # memory only, never in files.
 Q4_0_X8, Q4_1_X8, Q8_0_X8 = lib.SLM_Q4_0_X8, lib.SLM_Q4_1_X8, lib.SLM_Q8_0_X8
 TYPE_NAMES.update({Q4_0_X8: "q4_0_x8", Q4_1_X8: "q4_1_x8", Q8_0_X8: "q8_0_x8"})
+REPACKED_TYPES = (Q4_0_X8, Q4_1_X8, Q8_0_X8)
 TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 BLOCK = 32
 
@@ -121,7 +122,7 @@ def quantize(x: np.ndarray, wtype) -> np.ndarray:
 
 def stored_rows(wtype, n: int) -> int:
     """Rows that n rows of wtype take in memory: repacked types fill whole groups of 8."""
-    return -(-n // 8) * 8 if type_id(wtype) in (Q4_0_X8, Q4_1_X8, Q8_0_X8) else n
+    return -(-n // 8) * 8 if type_id(wtype) in REPACKED_TYPES else n
 
 
 def repack(q: np.ndarray, wtype, n: int, k: int) -> tuple[np.ndarray, int]:
@@ -193,7 +194,7 @@ def matmul(x: np.ndarray, w: np.ndarray, wtype, n: int, k: int, pool: Pool | Non
     t = type_id(wtype)
     if act_bits not in (16, 8):
         raise ValueError(f"matmul: act_bits must be 16 or 8, not {act_bits!r}")
-    if act_bits == 8 and t not in (Q4_0_X8, Q4_1_X8, Q8_0_X8):
+    if act_bits == 8 and t not in REPACKED_TYPES:
         raise ValueError(f"matmul: int8 activation blocks (act_bits=8) need repacked weights "
                          f"(q4_0_x8, q4_1_x8, q8_0_x8: see repack()), not {TYPE_NAMES.get(t, t)}")
     x = _f32(x, "x")
